@@ -1,0 +1,142 @@
+//! The verifier a node keeps: key cache, verified-signature cache, rayon-parallel batches.
+
+use crate::batch::verify_batch;
+use crate::cache::{KeyCache, SigCache};
+use crate::verify::{verify_parsed, ParsedKey, VerifyError};
+use crate::{Hash, PublicKey, Signature};
+use rayon::prelude::*;
+
+/// One signature to check: `message` is the exact signed bytes ([`crate::signing_bytes`]).
+#[derive(Clone, Copy, Debug)]
+pub struct SignedItem<'a> {
+    pub key: &'a PublicKey,
+    pub message: &'a [u8],
+    pub signature: &'a Signature,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct VerifierConfig {
+    /// Decompressed public keys kept (one per active account or validator).
+    pub key_cache_max: usize,
+    /// Verified signatures remembered (at least the mempool's capacity, so that block
+    /// validation finds every tx that the mempool verified).
+    pub sig_cache_max: usize,
+    /// Signatures per batch handed to one rayon task.
+    pub batch_size: usize,
+}
+
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        VerifierConfig { key_cache_max: 1 << 20, sig_cache_max: 1 << 20, batch_size: 256 }
+    }
+}
+
+pub struct Verifier {
+    keys: KeyCache,
+    sigs: SigCache,
+    batch_size: usize,
+}
+
+impl Verifier {
+    pub fn new(config: VerifierConfig) -> Verifier {
+        assert!(config.batch_size > 0, "batch_size must be positive");
+        Verifier {
+            keys: KeyCache::new(config.key_cache_max),
+            sigs: SigCache::new(config.sig_cache_max),
+            batch_size: config.batch_size,
+        }
+    }
+
+    pub fn key_cache(&self) -> &KeyCache {
+        &self.keys
+    }
+
+    pub fn sig_cache(&self) -> &SigCache {
+        &self.sigs
+    }
+
+    /// Verifies one signature, using and filling both caches.
+    pub fn verify(&self, item: SignedItem<'_>) -> Result<(), VerifyError> {
+        let digest = SigCache::digest(item.key, item.message, item.signature);
+        if self.sigs.contains(&digest) {
+            return Ok(());
+        }
+        let key = self.keys.parse(item.key)?;
+        verify_parsed(&key, item.message, item.signature)?;
+        self.sigs.insert(digest);
+        Ok(())
+    }
+
+    /// Verifies every item, in batches spread over rayon's threads; the result at index i is
+    /// item i's verdict. Items found in the verified-signature cache are not verified again.
+    pub fn verify_many(&self, items: &[SignedItem<'_>]) -> Vec<Result<(), VerifyError>> {
+        let mut out = vec![Ok(()); items.len()];
+        out.par_chunks_mut(self.batch_size)
+            .zip(items.par_chunks(self.batch_size))
+            .for_each(|(verdicts, chunk)| self.verify_chunk(chunk, verdicts));
+        out
+    }
+
+    fn verify_chunk(&self, chunk: &[SignedItem<'_>], verdicts: &mut [Result<(), VerifyError>]) {
+        let mut pending: Vec<(usize, Hash, ParsedKey)> = Vec::with_capacity(chunk.len());
+        for (i, item) in chunk.iter().enumerate() {
+            let digest = SigCache::digest(item.key, item.message, item.signature);
+            if self.sigs.contains(&digest) {
+                continue;
+            }
+            match self.keys.parse(item.key) {
+                Ok(key) => pending.push((i, digest, key)),
+                Err(e) => verdicts[i] = Err(e),
+            }
+        }
+        let batch: Vec<(&ParsedKey, &[u8], &Signature)> = pending
+            .iter()
+            .map(|(i, _, key)| (key, chunk[*i].message, chunk[*i].signature))
+            .collect();
+        let failures = verify_batch(&batch).err().map(|e| e.failures).unwrap_or_default();
+        let mut failed = failures.iter().peekable();
+        for (pos, (i, digest, _)) in pending.iter().enumerate() {
+            match failed.peek() {
+                Some((bad, err)) if *bad == pos => {
+                    verdicts[*i] = Err(*err);
+                    failed.next();
+                }
+                _ => self.sigs.insert(*digest),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{signing_bytes, ChainId, Domain, Keypair};
+
+    #[test]
+    fn verify_many_matches_single_and_fills_cache() {
+        let chain = ChainId::new("c").unwrap();
+        let kps: Vec<Keypair> = (0..5).map(|i| Keypair::derive_insecure(&i.to_string())).collect();
+        let mut msgs = Vec::new();
+        let mut sigs = Vec::new();
+        let mut keys = Vec::new();
+        for i in 0..100u32 {
+            let kp = &kps[i as usize % 5];
+            let m = signing_bytes(Domain::Tx, &chain, &i.to_le_bytes());
+            sigs.push(kp.sign_raw(&m));
+            msgs.push(m);
+            keys.push(kp.public());
+        }
+        sigs[42].0[40] ^= 1;
+        let v = Verifier::new(VerifierConfig { batch_size: 16, ..Default::default() });
+        let items: Vec<SignedItem<'_>> = (0..100)
+            .map(|i| SignedItem { key: &keys[i], message: &msgs[i], signature: &sigs[i] })
+            .collect();
+        let verdicts = v.verify_many(&items);
+        for (i, verdict) in verdicts.iter().enumerate() {
+            assert_eq!(verdict.is_ok(), i != 42, "item {i}");
+            assert_eq!(*verdict, v.verify(items[i]));
+        }
+        assert_eq!(v.sig_cache().len(), 99);
+        assert_eq!(v.key_cache().len(), 5);
+    }
+}
