@@ -1,0 +1,53 @@
+//! tally-ledger: what the validators agree on and how it is stored.
+//!
+//! - Data model: [`Tx`] (a signed [`Transfer`]), [`Block`] and [`Header`], [`Genesis`],
+//!   [`Account`].
+//! - Commitments: the RFC 6962 tx Merkle tree ([`tx_root`], [`TxProof`]) and the compact
+//!   sparse Merkle tree of accounts ([`StateTree`], [`AccountProof`]).
+//! - Execution: deterministic transfers ([`execute_block`], [`check_tx_against`]) and the
+//!   proposer's tx selection ([`select_txs`]).
+//! - Storage: [`Store`], a redb database; byte layout in docs/ledger-format.md.
+//! - [`Ledger`]: the store, the state tree and the genesis together, for the node.
+//!
+//! No network IO and no clock: time comes in as block headers' `time_ms`.
+
+mod account;
+mod block;
+mod codec;
+mod execute;
+mod genesis;
+mod ledger;
+pub mod limits;
+mod select;
+pub mod state_tree;
+pub mod store;
+mod tx;
+pub mod tx_merkle;
+mod validate;
+
+pub use account::Account;
+pub use block::{Block, Header};
+pub use codec::{decode_bounded, DecodeError};
+pub use execute::{
+    check_tx_against, execute_block, verify_tx_signatures, AccountState, ExecError,
+    ExecutionOutcome, Overlay, TxError, TxVerifier,
+};
+pub use genesis::{
+    ConsensusParams, Genesis, GenesisAccount, GenesisError, GenesisLoadError, GenesisSaveError,
+    GenesisValidator,
+};
+pub use ledger::{BuiltBlock, Ledger, LedgerCommitError, LedgerOpenError, Tip};
+pub use limits::{BLOCK_BYTES_MAX, BLOCK_TXS_MAX, TX_BYTES, TX_BYTES_MAX};
+pub use select::{select_txs, SelectLimits, Selection, SkippedTx};
+pub use state_tree::{AccountProof, AccountProofError, OtherLeaf, StateTree};
+pub use store::{Store, FORMAT_VERSION};
+pub use tx::{StatelessError, Transfer, Tx, TxHash};
+pub use tx_merkle::{tx_proof, tx_root, ProofError, TxProof};
+pub use validate::BlockError;
+
+/// Compile-time check that the ledger can be moved to another thread and shared behind a lock.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Ledger>();
+    send_sync::<StateTree>();
+};

@@ -1,0 +1,105 @@
+//! The ledger's redb store: blocks, headers, commit certificates, the tx index, accounts and
+//! metadata, in one database file. Byte layout: [`tables`] and docs/ledger-format.md.
+//!
+//! Every committed block is written in one durable write transaction (redb's default
+//! `Durability::Immediate` fsyncs on commit), so after a crash the store holds either the
+//! whole block, with its certificate, index entries and account changes, or none of it. A
+//! commit that fails a check midway aborts its transaction and leaves nothing behind.
+
+mod commit;
+mod error;
+mod read;
+mod tables;
+
+pub use error::{CommitError, Corrupt, InitGenesisError, OpenError, ReadError};
+pub use read::AccountsIter;
+pub use tables::FORMAT_VERSION;
+
+use crate::genesis::Genesis;
+use redb::{Database, ReadableTable, WriteTransaction};
+use std::path::Path;
+use tables::{
+    decode_hash, decode_u32_be, ACCOUNTS, BLOCKS, BLOCK_HEIGHTS, CERTIFICATES, HEADERS, META,
+    META_CHAIN_ID, META_FORMAT_VERSION, META_GENESIS_HASH, TX_INDEX,
+};
+
+/// The database of one node. `Send + Sync`; every method takes `&self` and runs in its own
+/// redb transaction (redb allows one writer and many readers at a time).
+pub struct Store {
+    db: Database,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Store {
+    /// Opens the database at `path`, creating it (and its tables) if it does not exist.
+    /// Refuses a store written in another format version.
+    pub fn open(path: &Path) -> Result<Store, OpenError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        create_tables(&txn)?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let found = match meta.get(META_FORMAT_VERSION)? {
+                Some(v) => Some(decode_u32_be("meta", v.value())?),
+                None => None,
+            };
+            match found {
+                Some(found) if found != FORMAT_VERSION => {
+                    return Err(OpenError::FormatVersion { found, supported: FORMAT_VERSION });
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert(META_FORMAT_VERSION, FORMAT_VERSION.to_be_bytes().as_slice())?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(Store { db })
+    }
+
+    /// Writes the chain id, the genesis hash and the genesis accounts, once. On a store that
+    /// already has a genesis, checks that it is this one and writes nothing.
+    pub fn init_genesis(&self, genesis: &Genesis) -> Result<(), InitGenesisError> {
+        let given = genesis.hash();
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let stored = match meta.get(META_GENESIS_HASH)? {
+                Some(v) => Some(decode_hash("meta", v.value())?),
+                None => None,
+            };
+            if let Some(stored) = stored {
+                return if stored == given {
+                    Ok(())
+                } else {
+                    Err(InitGenesisError::GenesisMismatch { stored, given })
+                };
+            }
+            meta.insert(META_CHAIN_ID, genesis.chain_id.as_str().as_bytes())?;
+            meta.insert(META_GENESIS_HASH, given.as_bytes().as_slice())?;
+            let mut accounts = txn.open_table(ACCOUNTS)?;
+            for (public_key, account) in genesis.initial_accounts() {
+                accounts.insert(public_key.0, crate::codec::encode(&account).as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// Creates every table, so that read transactions never meet a missing one.
+fn create_tables(txn: &WriteTransaction) -> Result<(), redb::TableError> {
+    txn.open_table(META)?;
+    txn.open_table(BLOCKS)?;
+    txn.open_table(HEADERS)?;
+    txn.open_table(BLOCK_HEIGHTS)?;
+    txn.open_table(CERTIFICATES)?;
+    txn.open_table(TX_INDEX)?;
+    txn.open_table(ACCOUNTS)?;
+    Ok(())
+}
