@@ -1,0 +1,146 @@
+//! The libp2p behaviour of a tally node and its tuning for small validator sets.
+//!
+//! Known traps with a handful of validators, and what this module does about each:
+//! - gossipsub's default mesh (D = 6, D_lo = 5) cannot form with 3 peers: D = 3, D_lo = 2,
+//!   D_hi = 6, and flood publishing, so a message goes straight to every subscribed peer;
+//! - default message ids are author + sequence number, so the same vote relayed by two
+//!   peers is two messages: ids are blake3 of the data (a content hash);
+//! - the 64 KiB default message size cannot carry a block: the limit is the config's
+//!   `gossip_bytes_max` plus room for gossipsub's own framing;
+//! - messages are forwarded before anyone checked them: `validate_messages()` holds them
+//!   until the network (on decode) or the node (after signatures) reports a verdict;
+//! - request-response has no size caps of its own: [`crate::codec`] sets them.
+//!
+//! Beside gossipsub and sync: identify (protocol version `tally/<chain_id>/1`, checked on
+//! receipt), ping (liveness, RTT in logs), connection limits, and a block list for bans.
+
+use crate::codec::{sync_protocol, SyncCodec};
+use crate::config::NetworkConfig;
+use crate::stats::NetworkStats;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    allow_block_list, connection_limits, gossipsub, identify, identity, ping, request_response,
+};
+use std::sync::Arc;
+use tally_crypto::{ChainId, Hash};
+
+/// Room for gossipsub's framing around a message's data: protobuf tags, topic, sequence
+/// number, author key and signature.
+const GOSSIP_FRAMING_BYTES: usize = 2048;
+
+/// The two gossip topics of a chain.
+#[derive(Clone, Debug)]
+pub(crate) struct Topics {
+    pub txs: gossipsub::IdentTopic,
+    pub consensus: gossipsub::IdentTopic,
+}
+
+impl Topics {
+    pub fn new(chain_id: &ChainId) -> Self {
+        Topics {
+            txs: gossipsub::IdentTopic::new(format!("tally/{chain_id}/txs/v1")),
+            consensus: gossipsub::IdentTopic::new(format!("tally/{chain_id}/consensus/v1")),
+        }
+    }
+}
+
+/// The identify protocol version: a peer announcing another one is on another chain (or
+/// speaks another protocol version) and is disconnected.
+pub(crate) fn protocol_version(chain_id: &ChainId) -> String {
+    format!("tally/{chain_id}/1")
+}
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub block_list: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub limits: connection_limits::Behaviour,
+    pub gossipsub: gossipsub::Behaviour,
+    pub sync: request_response::Behaviour<SyncCodec>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+}
+
+/// Why the behaviour cannot be built (a configuration gossipsub refuses).
+#[derive(Debug, thiserror::Error)]
+pub enum BehaviourError {
+    #[error("gossipsub configuration refused: {0}")]
+    GossipConfig(String),
+    #[error("gossipsub refused to start: {0}")]
+    Gossipsub(String),
+}
+
+fn gossip_config(config: &NetworkConfig) -> Result<gossipsub::Config, BehaviourError> {
+    gossipsub::ConfigBuilder::default()
+        .mesh_n(3)
+        .mesh_n_low(2)
+        .mesh_n_high(6)
+        .mesh_outbound_min(1)
+        .gossip_lazy(2)
+        .flood_publish(true)
+        .heartbeat_interval(config.gossip_heartbeat)
+        .heartbeat_initial_delay(config.gossip_heartbeat.min(std::time::Duration::from_millis(100)))
+        .history_length(config.gossip_history_length)
+        .history_gossip(3)
+        .duplicate_cache_time(config.gossip_duplicate_cache)
+        .max_transmit_size(config.gossip_bytes_max + GOSSIP_FRAMING_BYTES)
+        .validate_messages()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .message_id_fn(|message: &gossipsub::Message| {
+            gossipsub::MessageId::new(Hash::digest(&message.data).as_bytes())
+        })
+        .build()
+        .map_err(|e| BehaviourError::GossipConfig(e.to_string()))
+}
+
+impl Behaviour {
+    pub fn new(
+        keypair: &identity::Keypair,
+        config: &NetworkConfig,
+        stats: Arc<NetworkStats>,
+    ) -> Result<Self, BehaviourError> {
+        // Messages are signed by the node's libp2p key (strict validation), so a message's
+        // author is authenticated even when it is relayed.
+        let gossipsub = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(keypair.clone()),
+            gossip_config(config)?,
+        )
+        .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
+        let codec = SyncCodec {
+            request_bytes_max: config.sync_request_bytes_max(),
+            response_bytes_max: config.sync_response_bytes_max,
+            stats,
+        };
+        let sync = request_response::Behaviour::with_codec(
+            codec,
+            [(sync_protocol(&config.chain_id), request_response::ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(config.sync_request_timeout)
+                .with_max_concurrent_streams(
+                    config.sync_requests_in_flight_max + config.sync_inbound_pending_max,
+                ),
+        );
+        let identify = identify::Behaviour::new(
+            identify::Config::new(protocol_version(&config.chain_id), keypair.public())
+                .with_agent_version(format!("tally/{}", env!("CARGO_PKG_VERSION"))),
+        );
+        Ok(Behaviour {
+            block_list: allow_block_list::Behaviour::default(),
+            limits: connection_limits::Behaviour::new(connection_limits(config)),
+            gossipsub,
+            sync,
+            identify,
+            ping: ping::Behaviour::new(ping::Config::new()),
+        })
+    }
+}
+
+/// Caps on connections: two per peer (one dialled each way, when two validators dial each
+/// other at once), so `2 * peers_max` in all, and as many pending handshakes as peers.
+fn connection_limits(config: &NetworkConfig) -> connection_limits::ConnectionLimits {
+    let peers = u32::try_from(config.peers_max).unwrap_or(u32::MAX);
+    connection_limits::ConnectionLimits::default()
+        .with_max_established_per_peer(Some(2))
+        .with_max_established(Some(peers.saturating_mul(2)))
+        .with_max_pending_incoming(Some(peers))
+        .with_max_pending_outgoing(Some(peers))
+}
