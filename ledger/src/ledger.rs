@@ -159,6 +159,11 @@ impl Ledger {
     }
 
     /// The mempool's check of a tx (signature already verified) against the current state.
+    /// The committed account of `public_key` (zero balance and nonce if it never appeared).
+    pub fn account(&self, public_key: &PublicKey) -> Account {
+        self.state.get(public_key).unwrap_or_default()
+    }
+
     pub fn check_tx(&self, tx: &Tx) -> Result<(), TxError> {
         check_tx_against(&self.state, tx)
     }

@@ -1,0 +1,63 @@
+//! The command line: `tally testnet`, `tally start`, `tally tx transfer`.
+
+use crate::config::Home;
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tally",
+    version,
+    about = "tally: a Byzantine-fault-tolerant replicated ledger node"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write a local testnet: keys, genesis and one home folder per validator.
+    Testnet(crate::testnet::TestnetArgs),
+    /// Run a node from its home folder.
+    Start(StartArgs),
+    /// Build, sign and submit transactions over JSON-RPC.
+    #[command(subcommand)]
+    Tx(TxCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// The node's home folder (config.toml, genesis.json, keys/, data/).
+    #[arg(long)]
+    pub home: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TxCommand {
+    /// Transfer an amount from one account to another.
+    Transfer(crate::client::TransferArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Testnet(args) => crate::testnet::write_testnet(&args),
+        Command::Start(args) => {
+            let home = Home::new(args.home);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("tally")
+                .build()
+                .context("starting the tokio runtime")?;
+            runtime.block_on(crate::node::run(home))
+        }
+        Command::Tx(TxCommand::Transfer(args)) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            runtime.block_on(crate::client::transfer(args))
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! The node's config file (`HOME/config.toml`): every field, its default, and the checks
+//! that reject impossible combinations before the node starts.
+
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// A human-readable name for this node, shown by `status`.
+    pub moniker: String,
+    /// Validate and vote (needs `keys/validator_key.json`); false runs a full node that
+    /// follows the chain without voting.
+    pub validator: bool,
+    pub p2p: P2pConfig,
+    pub rpc: RpcConfig,
+    pub metrics: MetricsConfig,
+    pub mempool: MempoolConfig,
+    pub consensus: ConsensusConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct P2pConfig {
+    /// libp2p listen address.
+    pub listen_addr: String,
+    /// Peers to dial and keep dialled, as `/ip4/A/tcp/P/p2p/PEER_ID`.
+    pub peers: Vec<String>,
+    /// Consensus messages queued from the network to the node; when full the network task
+    /// waits (consensus messages are never dropped in favour of anything else).
+    pub consensus_queue_max: usize,
+    /// Tx batches queued from the network to the node; when full new batches are dropped
+    /// and counted.
+    pub tx_queue_max: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RpcConfig {
+    /// JSON-RPC over HTTP and WebSocket, one port.
+    pub listen_addr: SocketAddr,
+    /// Largest request body accepted.
+    pub body_bytes_max: u32,
+    /// Largest response body produced.
+    pub response_bytes_max: u32,
+    /// Open connections at once; more are refused.
+    pub connections_max: u32,
+    /// Requests in one JSON-RPC batch; 0 disables batches.
+    pub batch_len_max: u32,
+    /// Transactions in one `broadcast_tx_batch` call.
+    pub tx_batch_len_max: u32,
+    /// How long `broadcast_tx_commit` waits for the tx to commit.
+    pub tx_commit_timeout_ms: u64,
+    /// `broadcast_tx_commit` calls waiting at once; more get an error.
+    pub tx_commit_waiters_max: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Prometheus metrics at `http://ADDR/metrics`.
+    pub listen_addr: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { listen_addr: SocketAddr::from(([127, 0, 0, 1], 26660)) }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MempoolConfig {
+    /// Pending transactions kept; a new one beyond this is refused ("mempool is full").
+    pub txs_max: usize,
+    /// Pending transaction bytes kept; likewise.
+    pub bytes_max: u64,
+    /// Pending transactions of one sender.
+    pub txs_per_sender_max: usize,
+    /// New transactions are gossiped in batches of at most this many...
+    pub gossip_batch_txs_max: usize,
+    /// ...or after this long, whichever comes first.
+    pub gossip_interval_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsensusConfig {
+    /// Pause after a commit before the next height starts, to gather transactions and late
+    /// precommits (CometBFT's timeout_commit). Local timing only: not part of consensus.
+    pub timeout_commit_ms: u64,
+    /// While a height does not advance, re-send this validator's latest proposal and votes
+    /// this often, so peers that missed them (restart, dropped gossip) get them again.
+    /// Keep it above the network's duplicate-cache time (5 s): gossipsub drops identical
+    /// bytes seen within that window.
+    pub rebroadcast_interval_ms: u64,
+    /// Blocks asked for in one block-sync request.
+    pub sync_batch_blocks: u32,
+    /// How long a block-sync request may take before another peer is asked.
+    pub sync_request_timeout_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// tracing filter, e.g. `info` or `info,tally_network=debug`; RUST_LOG overrides it.
+    pub filter: String,
+    /// One JSON object per line instead of text.
+    pub json: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            moniker: "tally".into(),
+            validator: true,
+            p2p: P2pConfig::default(),
+            rpc: RpcConfig::default(),
+            metrics: MetricsConfig::default(),
+            mempool: MempoolConfig::default(),
+            consensus: ConsensusConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        P2pConfig {
+            listen_addr: "/ip4/127.0.0.1/tcp/26656".into(),
+            peers: Vec::new(),
+            consensus_queue_max: 4096,
+            tx_queue_max: 1024,
+        }
+    }
+}
+
+impl Default for RpcConfig {
+    fn default() -> Self {
+        RpcConfig {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 26657)),
+            body_bytes_max: 8 << 20,
+            response_bytes_max: 32 << 20,
+            connections_max: 512,
+            batch_len_max: 1024,
+            tx_batch_len_max: 10_000,
+            tx_commit_timeout_ms: 10_000,
+            tx_commit_waiters_max: 10_000,
+        }
+    }
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            txs_max: 200_000,
+            bytes_max: 256 << 20,
+            txs_per_sender_max: 10_000,
+            gossip_batch_txs_max: 2_000,
+            gossip_interval_ms: 20,
+        }
+    }
+}
+
+impl Default for ConsensusConfig {
+    fn default() -> Self {
+        ConsensusConfig {
+            timeout_commit_ms: 200,
+            rebroadcast_interval_ms: 6_000,
+            sync_batch_blocks: 64,
+            sync_request_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { filter: "info".into(), json: false }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        config.validate().with_context(|| format!("checking {}", path.display()))?;
+        Ok(config)
+    }
+
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let text = toml::to_string_pretty(self).context("encoding config")?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Rejects impossible combinations, naming the field.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let positive: [(&str, u64); 12] = [
+            ("p2p.consensus_queue_max", self.p2p.consensus_queue_max as u64),
+            ("p2p.tx_queue_max", self.p2p.tx_queue_max as u64),
+            ("rpc.body_bytes_max", self.rpc.body_bytes_max.into()),
+            ("rpc.response_bytes_max", self.rpc.response_bytes_max.into()),
+            ("rpc.connections_max", self.rpc.connections_max.into()),
+            ("rpc.tx_batch_len_max", self.rpc.tx_batch_len_max.into()),
+            ("mempool.txs_max", self.mempool.txs_max as u64),
+            ("mempool.bytes_max", self.mempool.bytes_max),
+            ("mempool.txs_per_sender_max", self.mempool.txs_per_sender_max as u64),
+            ("mempool.gossip_batch_txs_max", self.mempool.gossip_batch_txs_max as u64),
+            ("consensus.rebroadcast_interval_ms", self.consensus.rebroadcast_interval_ms),
+            ("consensus.sync_batch_blocks", self.consensus.sync_batch_blocks.into()),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                bail!("{field} must be greater than 0");
+            }
+        }
+        if self.mempool.txs_per_sender_max > self.mempool.txs_max {
+            bail!("mempool.txs_per_sender_max must not exceed mempool.txs_max");
+        }
+        if self.mempool.gossip_interval_ms == 0 || self.mempool.gossip_interval_ms > 10_000 {
+            bail!("mempool.gossip_interval_ms must be between 1 and 10000");
+        }
+        if self.consensus.sync_batch_blocks > tally_network::wire::SYNC_BLOCKS_MAX {
+            bail!(
+                "consensus.sync_batch_blocks must be at most {}",
+                tally_network::wire::SYNC_BLOCKS_MAX
+            );
+        }
+        if self.consensus.sync_request_timeout_ms < 100 {
+            bail!("consensus.sync_request_timeout_ms must be at least 100");
+        }
+        if self.rpc.tx_commit_timeout_ms == 0 {
+            bail!("rpc.tx_commit_timeout_ms must be greater than 0");
+        }
+        if u64::from(self.rpc.body_bytes_max) < tally_ledger::TX_BYTES_MAX as u64 * 2 {
+            bail!("rpc.body_bytes_max must fit at least one encoded transaction");
+        }
+        Ok(())
+    }
+}
+
+/// The files of a node's home folder.
+#[derive(Clone, Debug)]
+pub struct Home {
+    pub root: PathBuf,
+}
+
+impl Home {
+    pub fn new(root: impl Into<PathBuf>) -> Home {
+        Home { root: root.into() }
+    }
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+    pub fn genesis(&self) -> PathBuf {
+        self.root.join("genesis.json")
+    }
+    pub fn validator_key(&self) -> PathBuf {
+        self.root.join("keys").join("validator_key.json")
+    }
+    pub fn node_key(&self) -> PathBuf {
+        self.root.join("keys").join("node_key.json")
+    }
+    pub fn data(&self) -> PathBuf {
+        self.root.join("data")
+    }
+    pub fn ledger_db(&self) -> PathBuf {
+        self.data().join("ledger.redb")
+    }
+    pub fn signing_record(&self) -> PathBuf {
+        self.data().join("signing-record.redb")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid_and_round_trips() {
+        let c = Config::default();
+        c.validate().unwrap();
+        let text = toml::to_string_pretty(&c).unwrap();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back.rpc.listen_addr, c.rpc.listen_addr);
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let mut c = Config::default();
+        c.mempool.txs_max = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("mempool.txs_max"));
+        let mut c = Config::default();
+        c.mempool.txs_per_sender_max = c.mempool.txs_max + 1;
+        assert!(c.validate().unwrap_err().to_string().contains("txs_per_sender_max"));
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        assert!(toml::from_str::<Config>("no_such_field = 1").is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! tally-node: the `tally` binary's library: config, keys, the mempool, the consensus
+//! driver, the JSON-RPC server, the testnet generator and the CLI.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod driver;
+pub mod ingress;
+pub mod keys;
+pub mod mempool;
+pub mod node;
+pub mod rpc;
+pub mod rpc_types;
+pub mod shared;
+pub mod signing_record;
+pub mod testnet;

@@ -1,0 +1,306 @@
+//! The mempool: pending transactions, bounded in count and bytes, deduplicated by hash, kept
+//! in nonce order per sender.
+//!
+//! Admission (the caller has already checked the signature): the nonce must be the sender's
+//! next one, counting its pending transactions (committed nonce + pending count), and the
+//! committed balance minus the pending spends must cover the amount. So every pending
+//! transaction is executable in order on top of the committed state, as long as no conflicting
+//! transaction (same sender and nonce, admitted by another node) commits first; `update`
+//! removes those after each commit.
+//!
+//! Reaping takes transactions in arrival order, which per sender is nonce order.
+
+use std::collections::{BTreeMap, HashMap};
+use tally_crypto::PublicKey;
+use tally_ledger::{Account, Tx, TxHash};
+
+#[derive(Clone, Copy, Debug)]
+pub struct MempoolLimits {
+    pub txs_max: usize,
+    pub bytes_max: u64,
+    pub txs_per_sender_max: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MempoolError {
+    #[error("tx {0} is already in the mempool")]
+    AlreadyKnown(TxHash),
+    #[error("mempool is full ({txs} txs, {bytes} bytes)")]
+    Full { txs: usize, bytes: u64 },
+    #[error("sender has {0} pending txs, the most allowed")]
+    SenderFull(usize),
+    #[error("wrong nonce: expected {expected}, got {got}")]
+    BadNonce { expected: u64, got: u64 },
+    #[error("insufficient balance: available {available}, amount {amount}")]
+    InsufficientBalance { available: u64, amount: u64 },
+}
+
+struct Entry {
+    tx: Tx,
+    bytes: u64,
+    seq: u64,
+}
+
+#[derive(Default)]
+struct Sender {
+    /// Pending txs by nonce; nonces are contiguous from the committed nonce.
+    by_nonce: BTreeMap<u64, TxHash>,
+    /// Sum of the pending amounts.
+    spent: u64,
+}
+
+pub struct Mempool {
+    limits: MempoolLimits,
+    by_hash: HashMap<TxHash, Entry>,
+    senders: HashMap<PublicKey, Sender>,
+    /// Arrival order; the reaping order.
+    order: BTreeMap<u64, TxHash>,
+    next_seq: u64,
+    bytes: u64,
+}
+
+impl Mempool {
+    pub fn new(limits: MempoolLimits) -> Mempool {
+        Mempool {
+            limits,
+            by_hash: HashMap::new(),
+            senders: HashMap::new(),
+            order: BTreeMap::new(),
+            next_seq: 0,
+            bytes: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn contains(&self, hash: &TxHash) -> bool {
+        self.by_hash.contains_key(hash)
+    }
+
+    /// The nonce the sender's next tx must carry, given its committed account.
+    pub fn next_nonce(&self, sender: &PublicKey, committed: &Account) -> u64 {
+        let pending = self.senders.get(sender).map_or(0, |s| s.by_nonce.len() as u64);
+        committed.nonce.saturating_add(pending)
+    }
+
+    /// Admits a signature-checked tx. `committed` is the sender's committed account.
+    pub fn insert(
+        &mut self,
+        tx: Tx,
+        hash: TxHash,
+        bytes: u64,
+        committed: &Account,
+    ) -> Result<(), MempoolError> {
+        if self.by_hash.contains_key(&hash) {
+            return Err(MempoolError::AlreadyKnown(hash));
+        }
+        if self.by_hash.len() >= self.limits.txs_max
+            || self.bytes.saturating_add(bytes) > self.limits.bytes_max
+        {
+            return Err(MempoolError::Full { txs: self.by_hash.len(), bytes: self.bytes });
+        }
+        let t = &tx.transfer;
+        let sender = self.senders.entry(t.from).or_default();
+        if sender.by_nonce.len() >= self.limits.txs_per_sender_max {
+            return Err(MempoolError::SenderFull(sender.by_nonce.len()));
+        }
+        let expected = committed.nonce.saturating_add(sender.by_nonce.len() as u64);
+        let available = committed.balance.saturating_sub(sender.spent);
+        let verdict = if t.nonce != expected {
+            Err(MempoolError::BadNonce { expected, got: t.nonce })
+        } else if t.amount > available {
+            Err(MempoolError::InsufficientBalance { available, amount: t.amount })
+        } else {
+            Ok(())
+        };
+        if let Err(e) = verdict {
+            if sender.by_nonce.is_empty() {
+                self.senders.remove(&t.from);
+            }
+            return Err(e);
+        }
+        sender.by_nonce.insert(t.nonce, hash);
+        sender.spent = sender.spent.saturating_add(t.amount);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.order.insert(seq, hash);
+        self.bytes += bytes;
+        self.by_hash.insert(hash, Entry { tx, bytes, seq });
+        Ok(())
+    }
+
+    /// Up to `txs_max` txs and `bytes_max` bytes, in arrival order, for a block proposal.
+    pub fn reap(&self, txs_max: usize, bytes_max: u64) -> Vec<Tx> {
+        let mut out = Vec::with_capacity(txs_max.min(self.by_hash.len()));
+        let mut bytes = 0u64;
+        for hash in self.order.values() {
+            if out.len() >= txs_max {
+                break;
+            }
+            let entry = &self.by_hash[hash];
+            if bytes + entry.bytes > bytes_max {
+                break;
+            }
+            bytes += entry.bytes;
+            out.push(entry.tx);
+        }
+        out
+    }
+
+    /// After a commit: drops the committed txs, then for each sender they touched, the txs
+    /// that can no longer execute (nonce already used, a gap, or spends above the balance).
+    /// `account` gives the newly committed account of a sender. Returns how many were
+    /// dropped as no longer valid.
+    pub fn update(
+        &mut self,
+        committed: &[(TxHash, PublicKey)],
+        account: impl Fn(&PublicKey) -> Account,
+    ) -> usize {
+        let mut touched: Vec<PublicKey> = Vec::new();
+        for (hash, from) in committed {
+            self.remove(hash);
+            touched.push(*from);
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        let mut dropped = 0;
+        for from in touched {
+            dropped += self.revalidate_sender(&from, &account(&from));
+        }
+        dropped
+    }
+
+    fn revalidate_sender(&mut self, from: &PublicKey, committed: &Account) -> usize {
+        let Some(sender) = self.senders.get(from) else { return 0 };
+        let mut keep_until_nonce = committed.nonce;
+        let mut available = committed.balance;
+        let mut stale: Vec<TxHash> = Vec::new();
+        for (&nonce, hash) in &sender.by_nonce {
+            let amount = self.by_hash[hash].tx.transfer.amount;
+            if nonce == keep_until_nonce && amount <= available {
+                keep_until_nonce += 1;
+                available -= amount;
+            } else {
+                stale.push(*hash);
+            }
+        }
+        for hash in &stale {
+            self.remove(hash);
+        }
+        stale.len()
+    }
+
+    fn remove(&mut self, hash: &TxHash) -> Option<Tx> {
+        let entry = self.by_hash.remove(hash)?;
+        self.order.remove(&entry.seq);
+        self.bytes -= entry.bytes;
+        let t = &entry.tx.transfer;
+        if let Some(sender) = self.senders.get_mut(&t.from) {
+            sender.by_nonce.remove(&t.nonce);
+            sender.spent = sender.spent.saturating_sub(t.amount);
+            if sender.by_nonce.is_empty() {
+                self.senders.remove(&t.from);
+            }
+        }
+        Some(entry.tx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_crypto::{ChainId, Keypair};
+    use tally_ledger::Transfer;
+
+    fn tx(from: &Keypair, to: &Keypair, amount: u64, nonce: u64) -> Tx {
+        let chain = ChainId::new("t").unwrap();
+        let transfer = Transfer { from: from.public(), to: to.public(), amount, nonce };
+        Tx::sign(transfer, from, &chain)
+    }
+
+    fn limits() -> MempoolLimits {
+        MempoolLimits { txs_max: 10, bytes_max: 10_000, txs_per_sender_max: 5 }
+    }
+
+    fn add(m: &mut Mempool, t: &Tx, acct: &Account) -> Result<(), MempoolError> {
+        m.insert(*t, t.hash(), 150, acct)
+    }
+
+    #[test]
+    fn nonce_order_dedup_and_balance() {
+        let (a, b) = (Keypair::derive_insecure("a"), Keypair::derive_insecure("b"));
+        let acct = Account { balance: 100, nonce: 3 };
+        let mut m = Mempool::new(limits());
+        assert_eq!(
+            add(&mut m, &tx(&a, &b, 1, 4), &acct),
+            Err(MempoolError::BadNonce { expected: 3, got: 4 })
+        );
+        let t3 = tx(&a, &b, 60, 3);
+        add(&mut m, &t3, &acct).unwrap();
+        assert_eq!(add(&mut m, &t3, &acct), Err(MempoolError::AlreadyKnown(t3.hash())));
+        assert_eq!(
+            add(&mut m, &tx(&a, &b, 50, 4), &acct),
+            Err(MempoolError::InsufficientBalance { available: 40, amount: 50 })
+        );
+        add(&mut m, &tx(&a, &b, 40, 4), &acct).unwrap();
+        assert_eq!(m.next_nonce(&a.public(), &acct), 5);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m.bytes(), 300);
+        let reaped = m.reap(10, 10_000);
+        assert_eq!(reaped.iter().map(|t| t.transfer.nonce).collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(m.reap(1, 10_000).len(), 1);
+        assert_eq!(m.reap(10, 299).len(), 1);
+    }
+
+    #[test]
+    fn limits_refuse() {
+        let b = Keypair::derive_insecure("b");
+        let mut m = Mempool::new(limits());
+        let a = Keypair::derive_insecure("a");
+        let acct = Account { balance: 1000, nonce: 0 };
+        for n in 0..5 {
+            add(&mut m, &tx(&a, &b, 1, n), &acct).unwrap();
+        }
+        assert_eq!(add(&mut m, &tx(&a, &b, 1, 5), &acct), Err(MempoolError::SenderFull(5)));
+        for i in 0..5 {
+            let s = Keypair::derive_insecure(&format!("s{i}"));
+            add(&mut m, &tx(&s, &b, 1, 0), &acct).unwrap();
+        }
+        let s = Keypair::derive_insecure("late");
+        assert!(matches!(add(&mut m, &tx(&s, &b, 1, 0), &acct), Err(MempoolError::Full { .. })));
+    }
+
+    #[test]
+    fn update_removes_committed_and_conflicting() {
+        let (a, b) = (Keypair::derive_insecure("a"), Keypair::derive_insecure("b"));
+        let acct = Account { balance: 100, nonce: 0 };
+        let mut m = Mempool::new(limits());
+        let txs: Vec<_> = (0..4).map(|n| tx(&a, &b, 10, n)).collect();
+        for t in &txs {
+            add(&mut m, t, &acct).unwrap();
+        }
+        // Another node's tx with nonce 0 and amount 80 committed instead of ours,
+        // followed by our nonce 1: ours with nonce 0 is gone, 2 and 3 stay.
+        let after = Account { balance: 100 - 80 - 10, nonce: 2 };
+        let dropped = m.update(&[(txs[1].hash(), a.public())], |_| after);
+        assert_eq!(dropped, 2, "nonce 0 is used; nonce 3 no longer fits the balance");
+        assert_eq!(m.len(), 1);
+        assert!(m.contains(&txs[2].hash()));
+        assert_eq!(m.bytes(), 150);
+        let dropped =
+            m.update(&[(txs[2].hash(), a.public())], |_| Account { balance: 0, nonce: 3 });
+        assert_eq!(dropped, 0);
+        assert!(m.is_empty());
+        assert_eq!(m.bytes(), 0);
+    }
+}

@@ -1,0 +1,167 @@
+//! `tally start`: opens the ledger, starts the network, the driver, the tx ingress and
+//! gossip, and the RPC server, then runs until SIGINT/SIGTERM or a fatal error.
+
+use crate::config::{Config, Home};
+use crate::driver::Driver;
+use crate::ingress::{run_tx_gossip, run_tx_ingress, IngressStats};
+use crate::shared::{NodeInfo, Shared};
+use crate::signing_record::SigningRecord;
+use anyhow::Context as _;
+use std::sync::Arc;
+use std::time::Duration;
+use tally_consensus::{Core, CoreConfig};
+use tally_crypto::{Verifier, VerifierConfig};
+use tally_ledger::{Genesis, Ledger};
+use tally_network::NetworkConfig;
+
+pub async fn run(home: Home) -> anyhow::Result<()> {
+    let config = Config::load(&home.config())?;
+    init_logging(&config);
+    let genesis = Genesis::load(&home.genesis()).context("loading genesis.json")?;
+    genesis.validate().context("checking genesis.json")?;
+    let validators = genesis.validator_set().context("genesis validators")?;
+    let validator_key =
+        if config.validator { Some(crate::keys::load_key(&home.validator_key())?) } else { None };
+    if let Some(key) = &validator_key {
+        if validators.index_of(&key.public()).is_none() {
+            tracing::warn!(key = %key.public(), "this validator's key is not in the genesis validator set: following without voting");
+        }
+    }
+    let node_key = crate::keys::load_key(&home.node_key())?;
+    std::fs::create_dir_all(home.data()).context("creating the data folder")?;
+
+    let ledger = Ledger::open(&home.ledger_db(), genesis.clone()).context("opening the ledger")?;
+    let tip = ledger.tip();
+    tracing::info!(
+        chain = %genesis.chain_id,
+        height = tip.map_or(0, |t| t.0 .0),
+        validators = validators.len(),
+        "ledger opened"
+    );
+
+    let mut net_config = NetworkConfig::new(
+        genesis.chain_id.clone(),
+        config.p2p.listen_addr.parse().context("p2p.listen_addr")?,
+        node_key.seed(),
+    );
+    net_config.peers = config
+        .p2p
+        .peers
+        .iter()
+        .map(|p| p.parse().with_context(|| format!("p2p.peers: {p}")))
+        .collect::<anyhow::Result<_>>()?;
+    net_config.events_capacity = config.p2p.consensus_queue_max;
+    net_config.tx_events_capacity = config.p2p.tx_queue_max;
+    let (net, mut events) = tally_network::spawn(net_config).context("starting the network")?;
+
+    let verifier = Arc::new(Verifier::new(VerifierConfig::default()));
+    let (gossip_tx, gossip_rx) = tokio::sync::mpsc::channel(65_536);
+    let info = NodeInfo {
+        peer_id: net.local_peer_id().to_string(),
+        listen_addr: config.p2p.listen_addr.clone(),
+        moniker: config.moniker.clone(),
+        validator_key: validator_key.as_ref().map(|k| k.public()),
+    };
+    let shared = Arc::new(Shared::new(
+        config.clone(),
+        genesis.clone(),
+        validators.clone(),
+        info,
+        ledger,
+        verifier,
+        net.clone(),
+        gossip_tx,
+    ));
+
+    let mut core_config = CoreConfig::new(genesis.chain_id.clone());
+    core_config.timeouts = genesis.params.timeouts;
+    let signer =
+        validator_key.clone().map(|k| Box::new(k) as Box<dyn tally_consensus::Signer + Send>);
+    let mut core = Core::new(core_config, validators, signer).context("consensus config")?;
+    let record = match &validator_key {
+        Some(_) => {
+            let record = SigningRecord::open(&home.signing_record())?;
+            let from = tip.map_or(tally_consensus::Height(1), |t| t.0.next());
+            let restored = core.restore_signed(record.from_height(from)?);
+            if restored > 0 {
+                tracing::info!(restored, "signing record loaded");
+            }
+            Some(record)
+        }
+        None => None,
+    };
+
+    let (rpc_handle, rpc_addr) = crate::rpc::start(shared.clone()).await?;
+    tracing::info!(rpc = %rpc_addr, p2p = %config.p2p.listen_addr, peer_id = %net.local_peer_id(), "node started");
+
+    let ingress_stats = Arc::new(IngressStats::default());
+    let tx_events = std::mem::replace(&mut events.txs, tokio::sync::mpsc::channel(1).1);
+    tokio::spawn(run_tx_ingress(shared.clone(), tx_events, ingress_stats));
+    tokio::spawn(run_tx_gossip(
+        net.clone(),
+        gossip_rx,
+        config.mempool.gossip_batch_txs_max,
+        Duration::from_millis(config.mempool.gossip_interval_ms),
+    ));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let driver = Driver::new(shared.clone(), core, record, net.clone());
+    let mut driver_task = tokio::spawn(driver.run(events, stop_rx));
+
+    let outcome = tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+            match tokio::time::timeout(Duration::from_secs(5), &mut driver_task).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(e)) => Err(anyhow::anyhow!("driver task failed: {e}")),
+                Err(_) => Ok(()),
+            }
+        }
+        result = &mut driver_task => match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.context("consensus driver stopped")),
+            Err(e) => Err(anyhow::anyhow!("driver task failed: {e}")),
+        },
+    };
+    let _ = rpc_handle.stop();
+    let _ = tokio::time::timeout(Duration::from_secs(2), net.shutdown()).await;
+    if let Err(e) = &outcome {
+        tracing::error!(error = %format!("{e:#}"), "node stopped");
+    }
+    outcome
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(config.log.filter.clone()));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    let _ = if config.log.json { builder.json().try_init() } else { builder.try_init() };
+}

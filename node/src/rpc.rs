@@ -1,0 +1,311 @@
+//! The JSON-RPC server (jsonrpsee, HTTP and WebSocket on one port, 127.0.0.1 by default).
+//!
+//! Method names, parameters and result fields follow CometBFT's RPC where the two overlap:
+//! parameters by name (`{"height":"5"}`) or by position (`["5"]`), 64-bit integers as decimal
+//! strings (numbers are accepted too), txs as base64 of their borsh encoding. tally's own
+//! methods: `account`, `broadcast_tx_batch`, `consensus_state`.
+
+use crate::rpc_types::{b64, BlockResult, CommitJson, HeaderJson, TxJson};
+use crate::shared::{Shared, SubmitError};
+use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use jsonrpsee::RpcModule;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tally_consensus::Height;
+use tally_crypto::{Hash, PublicKey};
+use tally_ledger::TxHash;
+
+pub mod codes {
+    /// JSON-RPC's own: the parameters are malformed (missing, wrong type, bad hex/base64).
+    pub const INVALID_PARAMS: i32 = -32602;
+    /// What was asked for does not exist (a height above the tip, an unknown tx).
+    pub const NOT_FOUND: i32 = -32004;
+    /// The tx is well-formed but was refused (bad signature, nonce, balance, mempool full).
+    pub const TX_REJECTED: i32 = -32010;
+    /// The node cannot serve this now (waiting too long, too many waiters).
+    pub const UNAVAILABLE: i32 = -32011;
+    pub const INTERNAL: i32 = -32603;
+}
+
+type RpcResult<T> = Result<T, ErrorObjectOwned>;
+
+fn err(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(code, message.into(), None::<()>)
+}
+
+fn invalid(message: impl Into<String>) -> ErrorObjectOwned {
+    err(codes::INVALID_PARAMS, message)
+}
+
+fn internal(e: impl std::fmt::Display) -> ErrorObjectOwned {
+    err(codes::INTERNAL, format!("internal error: {e}"))
+}
+
+fn submit_err(e: SubmitError) -> ErrorObjectOwned {
+    let code = match e {
+        SubmitError::Encoding(_) | SubmitError::Decode(_) => codes::INVALID_PARAMS,
+        _ => codes::TX_REJECTED,
+    };
+    ErrorObjectOwned::owned(code, e.to_string(), Some(json!({ "reason": e.reason() })))
+}
+
+/// Parses named or positional parameters into `T`; no parameters give `T::default()`.
+fn parse<T: DeserializeOwned + Default>(params: &Params<'_>) -> RpcResult<T> {
+    if params.as_str().is_none_or(|s| s.trim().is_empty() || s.trim() == "null") {
+        return Ok(T::default());
+    }
+    params.parse::<T>().map_err(|e| invalid(e.message().to_string()))
+}
+
+/// A 64-bit integer given as a JSON number or a decimal string.
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(untagged)]
+enum IntParam {
+    Num(u64),
+    Str(#[serde(deserialize_with = "de_u64_str")] u64),
+}
+
+fn de_u64_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(|_| serde::de::Error::custom(format!("{s:?} is not a decimal integer")))
+}
+
+impl IntParam {
+    fn get(self) -> u64 {
+        match self {
+            IntParam::Num(n) | IntParam::Str(n) => n,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct HeightParams {
+    height: Option<IntParam>,
+}
+
+#[derive(Deserialize, Default)]
+struct HashParams {
+    hash: Option<String>,
+    #[serde(default)]
+    prove: bool,
+}
+
+#[derive(Deserialize, Default)]
+struct TxParams {
+    tx: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct TxBatchParams {
+    txs: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+struct AccountParams {
+    address: Option<String>,
+}
+
+fn parse_hash(s: Option<&str>) -> RpcResult<Hash> {
+    let s = s.ok_or_else(|| invalid("missing parameter: hash"))?;
+    let s = s.strip_prefix("0x").unwrap_or(s);
+    Hash::from_hex(&s.to_ascii_lowercase()).map_err(|e| invalid(format!("hash: {e}")))
+}
+
+/// The height asked for, or the latest one.
+fn resolve_height(shared: &Shared, p: &HeightParams) -> RpcResult<Height> {
+    let tip = shared.tip_height();
+    match p.height.map(IntParam::get) {
+        None | Some(0) => {
+            tip.ok_or_else(|| err(codes::NOT_FOUND, "no block has been committed yet"))
+        }
+        Some(h) if tip.is_none_or(|t| h > t.0) => Err(err(
+            codes::NOT_FOUND,
+            format!("height {h} is above the latest height {}", tip.map_or(0, |t| t.0)),
+        )),
+        Some(h) => Ok(Height(h)),
+    }
+}
+
+pub fn module(shared: Arc<Shared>) -> anyhow::Result<RpcModule<Shared>> {
+    let mut m = RpcModule::from_arc(shared);
+    m.register_method("health", |_, _, _| RpcResult::Ok(json!({})))?;
+    m.register_method("status", |_, s, _| RpcResult::Ok(s.status_json()))?;
+    m.register_method("genesis", |_, s, _| RpcResult::Ok(json!({ "genesis": &s.genesis })))?;
+    m.register_async_method("net_info", |_, s, _| async move {
+        RpcResult::Ok(s.net_info_json().await)
+    })?;
+    m.register_method("consensus_state", |_, s, _| RpcResult::Ok(s.consensus_state_json()))?;
+    m.register_method("num_unconfirmed_txs", |_, s, _| {
+        let (n, bytes) = s.mempool_size();
+        RpcResult::Ok(json!({
+            "n_txs": n.to_string(), "total": n.to_string(), "total_bytes": bytes.to_string()
+        }))
+    })?;
+    m.register_blocking_method("block", |p, s, _| {
+        let h = resolve_height(&s, &parse(&p)?)?;
+        let block = s.store_block(h).map_err(internal)?;
+        let block = block.ok_or_else(|| err(codes::NOT_FOUND, format!("no block at {h}")))?;
+        serde_json::to_value(BlockResult::new(&block)).map_err(internal)
+    })?;
+    m.register_blocking_method("block_by_hash", |p, s, _| {
+        let q: HashParams = parse(&p)?;
+        let hash = parse_hash(q.hash.as_deref())?;
+        let block = s.store_block_by_hash(hash).map_err(internal)?;
+        let block = block.ok_or_else(|| err(codes::NOT_FOUND, format!("no block {hash}")))?;
+        serde_json::to_value(BlockResult::new(&block)).map_err(internal)
+    })?;
+    m.register_blocking_method("commit", |p, s, _| {
+        let h = resolve_height(&s, &parse(&p)?)?;
+        let block = s.store_block(h).map_err(internal)?;
+        let cert = s.store_certificate(h).map_err(internal)?;
+        let (Some(block), Some(cert)) = (block, cert) else {
+            return Err(err(codes::NOT_FOUND, format!("no commit at {h}")));
+        };
+        RpcResult::Ok(json!({
+            "signed_header": {
+                "header": HeaderJson::new(&block.header),
+                "commit": CommitJson::new(&cert, &s.validators),
+            },
+            "canonical": true,
+        }))
+    })?;
+    m.register_method("validators", |p, s, _| {
+        let h = resolve_height(s, &parse(&p)?).unwrap_or(Height(0));
+        let vals: Vec<Value> = s
+            .validators
+            .indexed()
+            .map(|(i, v)| {
+                json!({
+                    "index": i.0,
+                    "address": v.public_key.to_hex(),
+                    "pub_key": { "type": "tally/PubKeyEd25519", "value": b64(&v.public_key.0) },
+                    "voting_power": v.voting_power.0.to_string(),
+                    "proposer_priority": "0",
+                })
+            })
+            .collect();
+        RpcResult::Ok(json!({
+            "block_height": h.0.to_string(),
+            "count": vals.len().to_string(),
+            "total": vals.len().to_string(),
+            "validators": vals,
+        }))
+    })?;
+    m.register_blocking_method("tx", |p, s, _| {
+        let q: HashParams = parse(&p)?;
+        let hash = TxHash(parse_hash(q.hash.as_deref())?);
+        let found = s.store_tx(hash, q.prove).map_err(internal)?;
+        let found = found.ok_or_else(|| err(codes::NOT_FOUND, format!("tx {hash} not found")))?;
+        let mut out = json!({
+            "hash": hash.0.to_hex(),
+            "height": found.height.0.to_string(),
+            "index": found.index,
+            "tx_result": { "code": 0, "log": "" },
+            "tx": b64(&found.tx.encode()),
+            "transfer": TxJson::new(&found.tx, &hash),
+        });
+        if let Some(proof) = found.proof {
+            out["proof"] = proof;
+        }
+        RpcResult::Ok(out)
+    })?;
+    m.register_blocking_method("account", |p, s, _| {
+        let q: AccountParams = parse(&p)?;
+        let a = q.address.ok_or_else(|| invalid("missing parameter: address"))?;
+        let key = PublicKey::from_hex(a.strip_prefix("0x").unwrap_or(&a))
+            .map_err(|e| invalid(format!("address: {e}")))?;
+        s.account_json(&key).map_err(internal)
+    })?;
+    m.register_async_method("broadcast_tx_async", |p, s, _| async move {
+        let q: TxParams = parse(&p)?;
+        let bytes = s.decode_tx_param(q.tx.as_deref()).map_err(submit_err)?;
+        let hash = s.submit_tx_async(bytes).map_err(submit_err)?;
+        RpcResult::Ok(
+            json!({ "code": 0, "data": "", "log": "", "codespace": "", "hash": hash.0.to_hex() }),
+        )
+    })?;
+    m.register_async_method("broadcast_tx_sync", |p, s, _| async move {
+        let q: TxParams = parse(&p)?;
+        let bytes = s.decode_tx_param(q.tx.as_deref()).map_err(submit_err)?;
+        let hash = s.submit_tx(bytes).await.map_err(submit_err)?;
+        RpcResult::Ok(
+            json!({ "code": 0, "data": "", "log": "", "codespace": "", "hash": hash.0.to_hex() }),
+        )
+    })?;
+    m.register_async_method("broadcast_tx_commit", |p, s, _| async move {
+        let q: TxParams = parse(&p)?;
+        let bytes = s.decode_tx_param(q.tx.as_deref()).map_err(submit_err)?;
+        let waiter = s.commit_waiter_for(&bytes).map_err(submit_err)?;
+        let hash = s.submit_tx(bytes).await.map_err(submit_err)?;
+        let timeout = Duration::from_millis(s.config.rpc.tx_commit_timeout_ms);
+        let (height, index) = match tokio::time::timeout(timeout, waiter.wait()).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err(err(codes::UNAVAILABLE, "the node is shutting down")),
+            Err(_) => {
+                return Err(err(
+                    codes::UNAVAILABLE,
+                    format!(
+                        "tx {hash} was accepted but did not commit within {} ms",
+                        timeout.as_millis()
+                    ),
+                ))
+            }
+        };
+        RpcResult::Ok(json!({
+            "check_tx": { "code": 0, "log": "" },
+            "tx_result": { "code": 0, "log": "" },
+            "hash": hash.0.to_hex(),
+            "height": height.0.to_string(),
+            "index": index,
+        }))
+    })?;
+    m.register_async_method("broadcast_tx_batch", |p, s, _| async move {
+        let q: TxBatchParams = parse(&p)?;
+        let txs = q.txs.ok_or_else(|| invalid("missing parameter: txs"))?;
+        if txs.len() > s.config.rpc.tx_batch_len_max as usize {
+            return Err(invalid(format!(
+                "{} txs in one batch; at most {} allowed",
+                txs.len(),
+                s.config.rpc.tx_batch_len_max
+            )));
+        }
+        let results = s.submit_batch(txs).await;
+        let accepted = results.iter().filter(|r| r.is_ok()).count();
+        let results: Vec<Value> = results
+            .into_iter()
+            .map(|r| match r {
+                Ok(h) => json!({ "code": 0, "hash": h.0.to_hex() }),
+                Err(e) => json!({ "code": 1, "log": e.to_string(), "reason": e.reason() }),
+            })
+            .collect();
+        RpcResult::Ok(json!({ "accepted": accepted, "results": results }))
+    })?;
+    Ok(m)
+}
+
+pub async fn start(shared: Arc<Shared>) -> anyhow::Result<(ServerHandle, std::net::SocketAddr)> {
+    let c = &shared.config.rpc;
+    let batch = if c.batch_len_max == 0 {
+        BatchRequestConfig::Disabled
+    } else {
+        BatchRequestConfig::Limit(c.batch_len_max)
+    };
+    let server_config = ServerConfig::builder()
+        .max_request_body_size(c.body_bytes_max)
+        .max_response_body_size(c.response_bytes_max)
+        .max_connections(c.connections_max)
+        .set_batch_request_config(batch)
+        .build();
+    let server = Server::builder()
+        .set_config(server_config)
+        .build(c.listen_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the RPC server to {}: {e}", c.listen_addr))?;
+    let addr = server.local_addr()?;
+    let handle = server.start(module(shared)?);
+    Ok((handle, addr))
+}

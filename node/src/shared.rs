@@ -1,0 +1,432 @@
+//! State shared by the driver, the RPC server and the tx ingress: the ledger, the mempool,
+//! the verifier, the commit notifications and the node's status.
+
+use crate::config::Config;
+use crate::mempool::{Mempool, MempoolError, MempoolLimits};
+use base64::Engine as _;
+use parking_lot::{Mutex, RwLock};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tally_consensus::{BlockHash, CommitCertificate, Height, StateSummary, ValidatorSet};
+use tally_crypto::{ChainId, Hash, PublicKey, SignedItem, Verifier, VerifyError};
+use tally_ledger::{Block, DecodeError, Genesis, Ledger, StatelessError, Tx, TxHash};
+use tally_network::NetworkHandle;
+use tokio::sync::{mpsc, oneshot};
+
+/// Why a submitted tx was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("tx is not valid base64: {0}")]
+    Encoding(String),
+    #[error("tx does not decode: {0}")]
+    Decode(String),
+    #[error("tx is malformed: {0}")]
+    Stateless(#[from] StatelessError),
+    #[error("invalid signature: {0}")]
+    Signature(#[from] VerifyError),
+    #[error("{0}")]
+    Mempool(#[from] MempoolError),
+    #[error("too many broadcast_tx_commit calls are waiting ({0}); try again later")]
+    TooManyWaiters(usize),
+}
+
+impl SubmitError {
+    /// A stable machine-readable reason, in the error's `data.reason`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SubmitError::Encoding(_) => "bad_encoding",
+            SubmitError::Decode(_) => "bad_tx",
+            SubmitError::Stateless(_) => "malformed_tx",
+            SubmitError::Signature(_) => "bad_signature",
+            SubmitError::Mempool(MempoolError::AlreadyKnown(_)) => "already_known",
+            SubmitError::Mempool(MempoolError::Full { .. } | MempoolError::SenderFull(_)) => {
+                "mempool_full"
+            }
+            SubmitError::Mempool(MempoolError::BadNonce { .. }) => "bad_nonce",
+            SubmitError::Mempool(MempoolError::InsufficientBalance { .. }) => {
+                "insufficient_balance"
+            }
+            SubmitError::TooManyWaiters(_) => "busy",
+        }
+    }
+}
+
+impl From<DecodeError> for SubmitError {
+    fn from(e: DecodeError) -> Self {
+        SubmitError::Decode(e.to_string())
+    }
+}
+
+/// Where a committed tx landed.
+pub type TxLocation = (Height, u32);
+
+/// A `broadcast_tx_commit` call waiting for its tx.
+pub struct CommitWaiter {
+    rx: oneshot::Receiver<TxLocation>,
+}
+
+impl CommitWaiter {
+    pub async fn wait(self) -> Option<TxLocation> {
+        self.rx.await.ok()
+    }
+}
+
+/// What `tx` returns from the store.
+pub struct FoundTx {
+    pub height: Height,
+    pub index: u32,
+    pub tx: Tx,
+    pub proof: Option<Value>,
+}
+
+/// The node's identity, for `status` and `net_info`.
+pub struct NodeInfo {
+    pub peer_id: String,
+    pub listen_addr: String,
+    pub moniker: String,
+    pub validator_key: Option<PublicKey>,
+}
+
+pub struct Shared {
+    pub config: Config,
+    pub chain_id: ChainId,
+    pub genesis: Genesis,
+    pub validators: ValidatorSet,
+    pub info: NodeInfo,
+    pub ledger: RwLock<Ledger>,
+    pub mempool: Mutex<Mempool>,
+    pub verifier: Arc<Verifier>,
+    pub network: NetworkHandle,
+    /// Newly admitted txs for the gossip batcher. Full: the tx stays in this node's mempool
+    /// (and reaches the chain when this node proposes) but is not gossiped; counted.
+    pub gossip: mpsc::Sender<Tx>,
+    pub gossip_dropped: AtomicU64,
+    waiters: Mutex<HashMap<TxHash, Vec<oneshot::Sender<TxLocation>>>>,
+    waiters_count: AtomicU64,
+    pub consensus: RwLock<Option<StateSummary>>,
+    /// True while the node is block-syncing (behind its peers).
+    pub catching_up: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: Config,
+        genesis: Genesis,
+        validators: ValidatorSet,
+        info: NodeInfo,
+        ledger: Ledger,
+        verifier: Arc<Verifier>,
+        network: NetworkHandle,
+        gossip: mpsc::Sender<Tx>,
+    ) -> Shared {
+        let limits = MempoolLimits {
+            txs_max: config.mempool.txs_max,
+            bytes_max: config.mempool.bytes_max,
+            txs_per_sender_max: config.mempool.txs_per_sender_max,
+        };
+        Shared {
+            chain_id: genesis.chain_id.clone(),
+            config,
+            genesis,
+            validators,
+            info,
+            ledger: RwLock::new(ledger),
+            mempool: Mutex::new(Mempool::new(limits)),
+            verifier,
+            network,
+            gossip,
+            gossip_dropped: AtomicU64::new(0),
+            waiters: Mutex::new(HashMap::new()),
+            waiters_count: AtomicU64::new(0),
+            consensus: RwLock::new(None),
+            catching_up: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    // ----- transactions in -----
+
+    pub fn decode_tx_param(&self, param: Option<&str>) -> Result<Vec<u8>, SubmitError> {
+        let s = param.ok_or_else(|| SubmitError::Encoding("missing parameter: tx".into()))?;
+        // An upper bound on the decoded size, checked before decoding anything.
+        if s.len() > tally_ledger::TX_BYTES_MAX * 4 / 3 + 4 {
+            return Err(SubmitError::Decode(format!(
+                "tx is larger than the limit of {} bytes",
+                tally_ledger::TX_BYTES_MAX
+            )));
+        }
+        base64::engine::general_purpose::STANDARD
+            .decode(s.trim())
+            .map_err(|e| SubmitError::Encoding(e.to_string()))
+    }
+
+    fn decode_checked(&self, bytes: &[u8]) -> Result<Tx, SubmitError> {
+        let tx = Tx::decode(bytes)?;
+        tx.check_stateless()?;
+        Ok(tx)
+    }
+
+    /// Decodes, checks the signature and admits one tx to the mempool, then queues it for
+    /// gossip.
+    pub async fn submit_tx(&self, bytes: Vec<u8>) -> Result<TxHash, SubmitError> {
+        let tx = self.decode_checked(&bytes)?;
+        let message = tx.signing_bytes(&self.chain_id);
+        self.verifier.verify(SignedItem {
+            key: &tx.transfer.from,
+            message: &message,
+            signature: &tx.signature,
+        })?;
+        self.admit(tx, bytes.len() as u64)
+    }
+
+    /// Like `submit_tx`, but answers once the tx decodes; the checks run in the background
+    /// (CometBFT's broadcast_tx_async). A refusal then is only logged.
+    pub fn submit_tx_async(self: &Arc<Self>, bytes: Vec<u8>) -> Result<TxHash, SubmitError> {
+        let tx = self.decode_checked(&bytes)?;
+        let hash = tx.hash();
+        let shared = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = shared.submit_tx(bytes).await {
+                tracing::debug!(%hash, error = %e, "async tx refused");
+            }
+        });
+        Ok(hash)
+    }
+
+    /// Submits many base64 txs: signatures batch-verified in parallel, then admitted in order.
+    pub async fn submit_batch(
+        self: &Arc<Self>,
+        txs: Vec<String>,
+    ) -> Vec<Result<TxHash, SubmitError>> {
+        let shared = self.clone();
+        let work = tokio::task::spawn_blocking(move || shared.submit_batch_blocking(txs));
+        match work.await {
+            Ok(results) => results,
+            Err(e) => vec![Err(SubmitError::Decode(format!("batch task failed: {e}")))],
+        }
+    }
+
+    fn submit_batch_blocking(&self, txs: Vec<String>) -> Vec<Result<TxHash, SubmitError>> {
+        let decoded: Vec<Result<(Tx, u64), SubmitError>> = txs
+            .iter()
+            .map(|s| {
+                let bytes = self.decode_tx_param(Some(s))?;
+                Ok((self.decode_checked(&bytes)?, bytes.len() as u64))
+            })
+            .collect();
+        let ok: Vec<(usize, &Tx, Vec<u8>)> = decoded
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                r.as_ref().ok().map(|(tx, _)| (i, tx, tx.signing_bytes(&self.chain_id)))
+            })
+            .collect();
+        let items: Vec<SignedItem<'_>> = ok
+            .iter()
+            .map(|(_, tx, m)| SignedItem {
+                key: &tx.transfer.from,
+                message: m,
+                signature: &tx.signature,
+            })
+            .collect();
+        let verdicts = self.verifier.verify_many(&items);
+        let mut sig_ok = vec![true; decoded.len()];
+        let mut sig_err: HashMap<usize, VerifyError> = HashMap::new();
+        for ((i, _, _), v) in ok.iter().zip(verdicts) {
+            if let Err(e) = v {
+                sig_ok[*i] = false;
+                sig_err.insert(*i, e);
+            }
+        }
+        decoded
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let (tx, len) = r?;
+                if !sig_ok[i] {
+                    return Err(SubmitError::Signature(sig_err[&i]));
+                }
+                self.admit(tx, len)
+            })
+            .collect()
+    }
+
+    /// Admits txs whose signatures were verified (gossip from peers). Refusals are expected
+    /// (the same tx arrives from several peers) and only counted by the caller.
+    pub fn admit_verified(&self, tx: Tx) -> Result<TxHash, MempoolError> {
+        let len = tally_ledger::TX_BYTES as u64;
+        let hash = tx.hash();
+        let account = self.ledger.read().account(&tx.transfer.from);
+        self.mempool.lock().insert(tx, hash, len, &account)?;
+        Ok(hash)
+    }
+
+    fn admit(&self, tx: Tx, len: u64) -> Result<TxHash, SubmitError> {
+        let hash = tx.hash();
+        let account = self.ledger.read().account(&tx.transfer.from);
+        self.mempool.lock().insert(tx, hash, len, &account)?;
+        if self.gossip.try_send(tx).is_err() {
+            self.gossip_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(hash)
+    }
+
+    // ----- commit notifications -----
+
+    /// Registers interest in the commit of the tx in `bytes` (before submitting it, so that
+    /// a fast commit is not missed).
+    pub fn commit_waiter_for(&self, bytes: &[u8]) -> Result<CommitWaiter, SubmitError> {
+        let tx = self.decode_checked(bytes)?;
+        let max = self.config.rpc.tx_commit_waiters_max;
+        if self.waiters_count.load(Ordering::Relaxed) as usize >= max {
+            return Err(SubmitError::TooManyWaiters(max));
+        }
+        let (tx_send, rx) = oneshot::channel();
+        self.waiters.lock().entry(tx.hash()).or_default().push(tx_send);
+        self.waiters_count.fetch_add(1, Ordering::Relaxed);
+        Ok(CommitWaiter { rx })
+    }
+
+    /// Called by the driver after each commit.
+    pub fn notify_committed(&self, height: Height, hashes: &[TxHash]) {
+        let mut waiters = self.waiters.lock();
+        if waiters.is_empty() {
+            return;
+        }
+        for (i, hash) in hashes.iter().enumerate() {
+            if let Some(list) = waiters.remove(hash) {
+                self.waiters_count.fetch_sub(list.len() as u64, Ordering::Relaxed);
+                for w in list {
+                    let _ = w.send((height, i as u32));
+                }
+            }
+        }
+        // Waiters whose caller gave up (timeout, disconnect) are pruned here.
+        let before: usize = waiters.values().map(Vec::len).sum();
+        waiters.retain(|_, list| {
+            list.retain(|w| !w.is_closed());
+            !list.is_empty()
+        });
+        let after: usize = waiters.values().map(Vec::len).sum();
+        self.waiters_count.fetch_sub((before - after) as u64, Ordering::Relaxed);
+    }
+
+    // ----- queries -----
+
+    pub fn tip_height(&self) -> Option<Height> {
+        self.ledger.read().tip().map(|(h, _)| h)
+    }
+
+    pub fn store_block(&self, h: Height) -> anyhow::Result<Option<Block>> {
+        Ok(self.ledger.read().store().block(h)?)
+    }
+
+    pub fn store_block_by_hash(&self, hash: Hash) -> anyhow::Result<Option<Block>> {
+        Ok(self.ledger.read().store().block_by_hash(&BlockHash(hash))?)
+    }
+
+    pub fn store_certificate(&self, h: Height) -> anyhow::Result<Option<CommitCertificate>> {
+        Ok(self.ledger.read().store().certificate(h)?)
+    }
+
+    pub fn store_tx(&self, hash: TxHash, prove: bool) -> anyhow::Result<Option<FoundTx>> {
+        let ledger = self.ledger.read();
+        let Some((height, index, tx)) = ledger.store().tx(&hash)? else { return Ok(None) };
+        let proof = if prove {
+            let block = ledger
+                .store()
+                .block(height)?
+                .ok_or_else(|| anyhow::anyhow!("tx index points at missing block {height}"))?;
+            let hashes: Vec<TxHash> = block.txs.iter().map(Tx::hash).collect();
+            let proof = tally_ledger::tx_proof(&hashes, index)
+                .ok_or_else(|| anyhow::anyhow!("tx index {index} outside block {height}"))?;
+            Some(json!({
+                "root_hash": block.header.tx_root.to_hex(),
+                "data": base64::engine::general_purpose::STANDARD.encode(tx.encode()),
+                "proof": {
+                    "total": proof.total.to_string(),
+                    "index": proof.index.to_string(),
+                    "leaf_hash": tally_ledger::tx_merkle::tx_leaf_hash(&hash).to_hex(),
+                    "aunts": proof.path.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
+                },
+            }))
+        } else {
+            None
+        };
+        Ok(Some(FoundTx { height, index, tx, proof }))
+    }
+
+    pub fn account_json(&self, key: &PublicKey) -> anyhow::Result<Value> {
+        let (account, height) = {
+            let ledger = self.ledger.read();
+            (ledger.account(key), ledger.tip().map_or(0, |(h, _)| h.0))
+        };
+        let next_nonce = self.mempool.lock().next_nonce(key, &account);
+        Ok(json!({
+            "address": key.to_hex(),
+            "balance": account.balance.to_string(),
+            "nonce": account.nonce.to_string(),
+            "next_nonce": next_nonce.to_string(),
+            "height": height.to_string(),
+        }))
+    }
+
+    pub fn mempool_size(&self) -> (usize, u64) {
+        let m = self.mempool.lock();
+        (m.len(), m.bytes())
+    }
+
+    pub fn status_json(&self) -> Value {
+        let ledger = self.ledger.read();
+        let tip = ledger.tip();
+        let header =
+            tip.and_then(|(h, _)| ledger.store().block(h).ok().flatten()).map(|b| b.header);
+        drop(ledger);
+        let validator_info = match self.info.validator_key {
+            Some(key) => {
+                let power =
+                    self.validators.index_of(&key).map_or(0, |i| self.validators.power_of(i).0);
+                json!({ "address": key.to_hex(), "pub_key": { "type": "tally/PubKeyEd25519",
+                    "value": crate::rpc_types::b64(&key.0) }, "voting_power": power.to_string() })
+            }
+            None => json!({ "address": "", "voting_power": "0" }),
+        };
+        json!({
+            "node_info": {
+                "id": self.info.peer_id,
+                "listen_addr": self.info.listen_addr,
+                "network": self.chain_id.as_str(),
+                "version": env!("CARGO_PKG_VERSION"),
+                "moniker": self.info.moniker,
+            },
+            "sync_info": {
+                "latest_block_hash": tip.map(|(_, h)| h.0.to_hex()).unwrap_or_default(),
+                "latest_app_hash": header.as_ref().map(|h| h.state_root.to_hex()).unwrap_or_default(),
+                "latest_block_height": tip.map_or(0, |(h, _)| h.0).to_string(),
+                "latest_block_time": header.as_ref().map(|h| crate::rpc_types::rfc3339_ms(h.time_ms)).unwrap_or_default(),
+                "earliest_block_height": if tip.is_some() { "1" } else { "0" },
+                "catching_up": self.catching_up.load(Ordering::Relaxed),
+            },
+            "validator_info": validator_info,
+        })
+    }
+
+    pub async fn net_info_json(&self) -> Value {
+        let peers = self.network.peers().await.unwrap_or_default();
+        json!({
+            "listening": true,
+            "listeners": [self.info.listen_addr],
+            "n_peers": peers.len().to_string(),
+            "peers": peers.iter().map(|p| json!({ "node_info": { "id": p.peer_id.to_string() } })).collect::<Vec<_>>(),
+        })
+    }
+
+    pub fn consensus_state_json(&self) -> Value {
+        match &*self.consensus.read() {
+            Some(s) => serde_json::to_value(s).unwrap_or(Value::Null),
+            None => Value::Null,
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Test support: a local testnet of real `tally` processes on free 127.0.0.1 ports, killed
+//! when the `Testnet` is dropped (also when a test panics).
+
+#![allow(dead_code)]
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tally_crypto::{ChainId, Keypair};
+use tally_ledger::{Transfer, Tx};
+
+pub const SEED: &str = "tally-testnet";
+
+pub struct Node {
+    pub home: PathBuf,
+    pub rpc_port: u16,
+    pub child: Option<Child>,
+}
+
+pub struct Testnet {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<Node>,
+    pub chain_id: ChainId,
+    http: ureq::Agent,
+}
+
+/// A base port such that base + 10 i + {0, 1, 4} are free for every node.
+fn free_base_port(nodes: u32) -> u16 {
+    let start = 20_000 + (std::process::id() % 2000) as u16 * 10;
+    'search: for attempt in 0..500u16 {
+        let base = start.wrapping_add(attempt.wrapping_mul(97)) % 40_000 + 20_000;
+        for i in 0..nodes as u16 {
+            for off in [0u16, 1, 4] {
+                if TcpListener::bind(("127.0.0.1", base + 10 * i + off)).is_err() {
+                    continue 'search;
+                }
+            }
+        }
+        return base;
+    }
+    panic!("no free port range found");
+}
+
+pub fn tally_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tally")
+}
+
+impl Testnet {
+    /// Writes and starts `n` validators; waits until each has committed `min_height`.
+    pub fn start(n: u32, accounts: u32) -> Testnet {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = free_base_port(n);
+        let out = Command::new(tally_bin())
+            .args(["testnet", "--validators", &n.to_string(), "--accounts", &accounts.to_string()])
+            .args(["--base-port", &base.to_string(), "--chain-id", "tally-it", "--out"])
+            .arg(dir.path())
+            .output()
+            .expect("run tally testnet");
+        assert!(
+            out.status.success(),
+            "tally testnet failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let home = dir.path().join(format!("node{i}"));
+            nodes.push(Node { home, rpc_port: base + 10 * i as u16 + 1, child: None });
+        }
+        let mut net = Testnet {
+            dir,
+            nodes,
+            chain_id: ChainId::new("tally-it").expect("chain id"),
+            http: ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build(),
+        };
+        for i in 0..n as usize {
+            net.start_node(i);
+        }
+        net
+    }
+
+    pub fn start_node(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let log = std::fs::File::create(node.home.join("node.log")).expect("log file");
+        let child = Command::new(tally_bin())
+            .args(["start", "--home"])
+            .arg(&node.home)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn tally start");
+        node.child = Some(child);
+    }
+
+    /// SIGKILL.
+    pub fn kill_node(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log_of(&self, i: usize) -> String {
+        std::fs::read_to_string(self.nodes[i].home.join("node.log")).unwrap_or_default()
+    }
+
+    pub fn rpc(&self, i: usize, method: &str, params: Value) -> Result<Value, Value> {
+        let url = format!("http://127.0.0.1:{}", self.nodes[i].rpc_port);
+        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+        let reply: Value = self
+            .http
+            .post(&url)
+            .send_json(body)
+            .map_err(|e| json!({ "transport": e.to_string() }))?
+            .into_json()
+            .map_err(|e| json!({ "transport": e.to_string() }))?;
+        match (reply.get("result"), reply.get("error")) {
+            (Some(r), None) => Ok(r.clone()),
+            (_, Some(e)) => Err(e.clone()),
+            _ => Err(json!({ "malformed": reply })),
+        }
+    }
+
+    pub fn height(&self, i: usize) -> Option<u64> {
+        let status = self.rpc(i, "status", json!({})).ok()?;
+        status["sync_info"]["latest_block_height"].as_str()?.parse().ok()
+    }
+
+    /// Waits until every node in `which` is at `height` or above.
+    pub fn wait_height(&self, which: &[usize], height: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let heights: Vec<Option<u64>> = which.iter().map(|&i| self.height(i)).collect();
+            if heights.iter().all(|h| h.is_some_and(|h| h >= height)) {
+                return;
+            }
+            if Instant::now() > deadline {
+                for &i in which {
+                    eprintln!("---- log of node {i} (tail) ----");
+                    let log = self.log_of(i);
+                    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                    for line in tail.iter().rev() {
+                        eprintln!("{line}");
+                    }
+                }
+                panic!("nodes {which:?} did not reach height {height} in {timeout:?}: {heights:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn account_key(&self, index: u32) -> Keypair {
+        Keypair::derive_insecure(&format!("{SEED}/account/{index}"))
+    }
+
+    pub fn signed_transfer(&self, from: u32, to: u32, amount: u64, nonce: u64) -> Tx {
+        let key = self.account_key(from);
+        let transfer =
+            Transfer { from: key.public(), to: self.account_key(to).public(), amount, nonce };
+        Tx::sign(transfer, &key, &self.chain_id)
+    }
+}
+
+pub fn b64(tx: &Tx) -> String {
+    base64::engine::general_purpose::STANDARD.encode(tx.encode())
+}
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill_node(i);
+        }
+    }
+}
+
+pub fn data_dir(net: &Testnet, i: usize) -> &Path {
+    &net.nodes[i].home
+}
