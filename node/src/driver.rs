@@ -62,6 +62,7 @@ pub struct Driver {
     sync_in_flight: bool,
     /// Height the core was at when the last rebroadcast ran.
     rebroadcast_height: Height,
+    last_commit: Option<Instant>,
     pub stats: DriverStats,
 }
 
@@ -89,6 +90,7 @@ impl Driver {
             sync_rx,
             sync_in_flight: false,
             rebroadcast_height: Height(0),
+            last_commit: None,
             stats: DriverStats::default(),
         }
     }
@@ -169,6 +171,7 @@ impl Driver {
             Output::Decide { certificate } => self.commit_decided(certificate).await?,
             Output::Evidence(evidence) => {
                 self.stats.evidence += 1;
+                self.shared.metrics.evidence.inc();
                 tracing::warn!(?evidence, "equivocation detected");
             }
         }
@@ -277,6 +280,7 @@ impl Driver {
             }
             Err(e) => {
                 self.stats.bad_blocks += 1;
+                self.shared.metrics.bad_blocks.inc();
                 tracing::warn!(%height, %hash, error = %e, "invalid block proposed");
                 self.verdicts.insert(*hash, None);
                 false
@@ -341,19 +345,30 @@ impl Driver {
     ) -> anyhow::Result<()> {
         let height = block.header.height;
         let started = Instant::now();
-        self.shared
-            .ledger
-            .write()
-            .commit(block, certificate, outcome)
-            .with_context(|| format!("committing block {height} to the ledger"))?;
-        let hashes: Vec<TxHash> = block.txs.iter().map(Tx::hash).collect();
+        let hashes: Vec<TxHash> = outcome.tx_hashes.clone();
         let committed: Vec<(TxHash, tally_crypto::PublicKey)> =
             hashes.iter().zip(&block.txs).map(|(h, t)| (*h, t.transfer.from)).collect();
+        // Lock order: mempool, then ledger (see Shared::insert_into_mempool).
         let dropped = {
+            let mut mempool = self.shared.mempool.lock();
+            self.shared
+                .ledger
+                .write()
+                .commit(block, certificate, outcome)
+                .with_context(|| format!("committing block {height} to the ledger"))?;
             let ledger = self.shared.ledger.read();
-            self.shared.mempool.lock().update(&committed, |k| ledger.account(k))
+            mempool.update(&committed, |k| ledger.account(k))
         };
         self.shared.notify_committed(height, &hashes);
+        let metrics = &self.shared.metrics;
+        metrics.blocks_committed.inc();
+        metrics.txs_committed.inc_by(block.txs.len() as u64);
+        metrics.block_txs.observe(block.txs.len() as f64);
+        metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+        let now = Instant::now();
+        if let Some(last) = self.last_commit.replace(now) {
+            metrics.block_interval_seconds.observe((now - last).as_secs_f64());
+        }
         tracing::info!(
             height = height.0,
             round = certificate.round.0,
@@ -405,9 +420,12 @@ impl Driver {
         let verifier = &self.shared.verifier;
         match msg {
             ConsensusMsg::Proposal { proposal, block } => {
+                // The block must be the one signed for, at that height, built by the signer.
+                let proposer_key = validators.get(proposal.proposal.proposer).map(|v| v.public_key);
                 let ok = proposal.verify(chain_id, validators, verifier).is_ok()
                     && block.hash() == proposal.proposal.block_hash
-                    && block.header.height == proposal.proposal.height;
+                    && block.header.height == proposal.proposal.height
+                    && Some(block.header.proposer) == proposer_key;
                 self.report(&from, ok).await;
                 if !ok {
                     return Ok(());
@@ -446,6 +464,7 @@ impl Driver {
     async fn report(&mut self, from: &GossipRef, ok: bool) {
         if !ok {
             self.stats.bad_signatures += 1;
+            self.shared.metrics.bad_consensus_messages.inc();
             tracing::debug!(peer = %from.propagation_source, "dropped a consensus message that does not verify");
         }
         let _ = self.net.report_validation(from, ok).await;
@@ -500,6 +519,7 @@ impl Driver {
                     // A failed write is not the peer's fault: it stops the node.
                     self.commit_block(&block, &certificate, outcome).await?;
                     self.stats.synced_blocks += 1;
+                    self.shared.metrics.synced_blocks.inc();
                     applied += 1;
                 }
                 Err(e) => {

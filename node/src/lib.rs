@@ -8,6 +8,7 @@ pub mod driver;
 pub mod ingress;
 pub mod keys;
 pub mod mempool;
+pub mod metrics;
 pub mod node;
 pub mod rpc;
 pub mod rpc_types;

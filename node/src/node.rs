@@ -94,6 +94,11 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
     let (rpc_handle, rpc_addr) = crate::rpc::start(shared.clone()).await?;
     tracing::info!(rpc = %rpc_addr, p2p = %config.p2p.listen_addr, peer_id = %net.local_peer_id(), "node started");
 
+    let metrics_listener = tokio::net::TcpListener::bind(config.metrics.listen_addr)
+        .await
+        .with_context(|| format!("binding metrics to {}", config.metrics.listen_addr))?;
+    tokio::spawn(crate::metrics::serve(metrics_listener, shared.clone()));
+
     let ingress_stats = Arc::new(IngressStats::default());
     let tx_events = std::mem::replace(&mut events.txs, tokio::sync::mpsc::channel(1).1);
     tokio::spawn(run_tx_ingress(shared.clone(), tx_events, ingress_stats));

@@ -106,6 +106,7 @@ pub struct Shared {
     waiters: Mutex<HashMap<TxHash, Vec<oneshot::Sender<TxLocation>>>>,
     waiters_count: AtomicU64,
     pub consensus: RwLock<Option<StateSummary>>,
+    pub metrics: crate::metrics::Metrics,
     /// True while the node is block-syncing (behind its peers).
     pub catching_up: std::sync::atomic::AtomicBool,
 }
@@ -142,6 +143,7 @@ impl Shared {
             waiters: Mutex::new(HashMap::new()),
             waiters_count: AtomicU64::new(0),
             consensus: RwLock::new(None),
+            metrics: crate::metrics::Metrics::new(),
             catching_up: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -258,19 +260,26 @@ impl Shared {
     pub fn admit_verified(&self, tx: Tx) -> Result<TxHash, MempoolError> {
         let len = tally_ledger::TX_BYTES as u64;
         let hash = tx.hash();
-        let account = self.ledger.read().account(&tx.transfer.from);
-        self.mempool.lock().insert(tx, hash, len, &account)?;
+        self.insert_into_mempool(tx, hash, len)?;
         Ok(hash)
     }
 
     fn admit(&self, tx: Tx, len: u64) -> Result<TxHash, SubmitError> {
         let hash = tx.hash();
-        let account = self.ledger.read().account(&tx.transfer.from);
-        self.mempool.lock().insert(tx, hash, len, &account)?;
+        self.insert_into_mempool(tx, hash, len)?;
         if self.gossip.try_send(tx).is_err() {
             self.gossip_dropped.fetch_add(1, Ordering::Relaxed);
         }
         Ok(hash)
+    }
+
+    /// Lock order: mempool, then ledger. The driver commits a block and updates the mempool
+    /// under the mempool lock, so an admission never sees the new account nonce together
+    /// with the old pending txs (which would demand a nonce too high).
+    fn insert_into_mempool(&self, tx: Tx, hash: TxHash, len: u64) -> Result<(), MempoolError> {
+        let mut mempool = self.mempool.lock();
+        let account = self.ledger.read().account(&tx.transfer.from);
+        mempool.insert(tx, hash, len, &account)
     }
 
     // ----- commit notifications -----
@@ -359,11 +368,12 @@ impl Shared {
     }
 
     pub fn account_json(&self, key: &PublicKey) -> anyhow::Result<Value> {
-        let (account, height) = {
+        let (account, height, next_nonce) = {
+            let mempool = self.mempool.lock();
             let ledger = self.ledger.read();
-            (ledger.account(key), ledger.tip().map_or(0, |(h, _)| h.0))
+            let account = ledger.account(key);
+            (account, ledger.tip().map_or(0, |(h, _)| h.0), mempool.next_nonce(key, &account))
         };
-        let next_nonce = self.mempool.lock().next_nonce(key, &account);
         Ok(json!({
             "address": key.to_hex(),
             "balance": account.balance.to_string(),

@@ -158,4 +158,9 @@ fn bad_transactions_get_clear_errors_and_change_nothing_slow() {
     }
     assert_eq!(a["nonce"], "1");
     assert_eq!(a["balance"], "999999999995");
+
+    // The metrics endpoint reports the chain advancing.
+    let metrics = net.metrics(0);
+    assert!(metrics.contains("tally_height "), "{metrics}");
+    assert!(metrics.contains("tally_txs_committed_total 1"), "{metrics}");
 }

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 use tally_crypto::{ChainId, Keypair};
 use tally_ledger::{Transfer, Tx};
@@ -17,6 +18,7 @@ pub const SEED: &str = "tally-testnet";
 pub struct Node {
     pub home: PathBuf,
     pub rpc_port: u16,
+    pub metrics_port: u16,
     pub child: Option<Child>,
 }
 
@@ -27,11 +29,15 @@ pub struct Testnet {
     http: ureq::Agent,
 }
 
-/// A base port such that base + 10 i + {0, 1, 4} are free for every node.
+/// A base port such that base + 10 i + {0, 1, 4} are free for every node. Each call in this
+/// process searches its own range, so tests running in parallel never collide.
 fn free_base_port(nodes: u32) -> u16 {
-    let start = 20_000 + (std::process::id() % 2000) as u16 * 10;
-    'search: for attempt in 0..500u16 {
-        let base = start.wrapping_add(attempt.wrapping_mul(97)) % 40_000 + 20_000;
+    static NEXT_RANGE: AtomicU16 = AtomicU16::new(0);
+    let span = 10 * nodes as u16 + 10;
+    let first = 20_000 + (std::process::id() % 200) as u16 * 100;
+    'search: for _ in 0..200 {
+        let range = NEXT_RANGE.fetch_add(1, Ordering::Relaxed);
+        let base = first.wrapping_add(range.wrapping_mul(span)) % 40_000 + 20_000;
         for i in 0..nodes as u16 {
             for off in [0u16, 1, 4] {
                 if TcpListener::bind(("127.0.0.1", base + 10 * i + off)).is_err() {
@@ -53,9 +59,10 @@ impl Testnet {
     pub fn start(n: u32, accounts: u32) -> Testnet {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = free_base_port(n);
+        let chain = format!("tally-it-{base}");
         let out = Command::new(tally_bin())
             .args(["testnet", "--validators", &n.to_string(), "--accounts", &accounts.to_string()])
-            .args(["--base-port", &base.to_string(), "--chain-id", "tally-it", "--out"])
+            .args(["--base-port", &base.to_string(), "--chain-id", &chain, "--out"])
             .arg(dir.path())
             .output()
             .expect("run tally testnet");
@@ -67,12 +74,13 @@ impl Testnet {
         let mut nodes = Vec::new();
         for i in 0..n {
             let home = dir.path().join(format!("node{i}"));
-            nodes.push(Node { home, rpc_port: base + 10 * i as u16 + 1, child: None });
+            let p2p = base + 10 * i as u16;
+            nodes.push(Node { home, rpc_port: p2p + 1, metrics_port: p2p + 4, child: None });
         }
         let mut net = Testnet {
             dir,
             nodes,
-            chain_id: ChainId::new("tally-it").expect("chain id"),
+            chain_id: ChainId::new(chain).expect("chain id"),
             http: ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build(),
         };
         for i in 0..n as usize {
@@ -122,6 +130,12 @@ impl Testnet {
             (_, Some(e)) => Err(e.clone()),
             _ => Err(json!({ "malformed": reply })),
         }
+    }
+
+    /// The Prometheus text of node i.
+    pub fn metrics(&self, i: usize) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.nodes[i].metrics_port);
+        self.http.get(&url).call().expect("metrics").into_string().expect("metrics text")
     }
 
     pub fn height(&self, i: usize) -> Option<u64> {
