@@ -97,6 +97,9 @@ pub struct ConsensusConfig {
     /// Keep it above the network's duplicate-cache time (5 s): gossipsub drops identical
     /// bytes seen within that window.
     pub rebroadcast_interval_ms: u64,
+    /// A proposed block whose time is further ahead of this node's clock is judged invalid.
+    /// Keeps a Byzantine proposer from pushing the chain's time out of reach.
+    pub block_time_drift_max_ms: u64,
     /// Blocks asked for in one block-sync request.
     pub sync_batch_blocks: u32,
     /// How long a block-sync request may take before another peer is asked.
@@ -170,6 +173,7 @@ impl Default for ConsensusConfig {
         ConsensusConfig {
             timeout_commit_ms: 200,
             rebroadcast_interval_ms: 6_000,
+            block_time_drift_max_ms: 10_000,
             sync_batch_blocks: 64,
             sync_request_timeout_ms: 5_000,
         }

@@ -32,9 +32,10 @@ pub async fn run_tx_ingress(
         let verdict =
             tokio::task::spawn_blocking(move || admit_batch(&shared2, txs, &stats2)).await;
         let all_signatures_ok = verdict.unwrap_or(false);
-        // A batch with a bad signature came from a peer that forwarded without checking.
+        // Under node validation the peer forwarded only what it verified, so a bad
+        // signature is its fault.
         let _ = shared.network.report_validation(&event.from, all_signatures_ok).await;
-        if !all_signatures_ok {
+        if !all_signatures_ok && event.from.awaiting_report {
             let _ = shared.network.penalize(event.from.propagation_source).await;
         }
     }

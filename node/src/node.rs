@@ -52,6 +52,10 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     net_config.events_capacity = config.p2p.consensus_queue_max;
     net_config.tx_events_capacity = config.p2p.tx_queue_max;
+    // The node verifies every message before gossipsub forwards it, so a peer only ever
+    // relays what it checked, and a bad message is its sender's fault.
+    net_config.consensus_validation = tally_network::GossipValidation::ByNode;
+    net_config.tx_validation = tally_network::GossipValidation::ByNode;
     let (net, mut events) = tally_network::spawn(net_config).context("starting the network")?;
 
     let verifier = Arc::new(Verifier::new(VerifierConfig::default()));

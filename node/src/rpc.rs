@@ -119,9 +119,8 @@ fn parse_hash(s: Option<&str>) -> RpcResult<Hash> {
 fn resolve_height(shared: &Shared, p: &HeightParams) -> RpcResult<Height> {
     let tip = shared.tip_height();
     match p.height.map(IntParam::get) {
-        None | Some(0) => {
-            tip.ok_or_else(|| err(codes::NOT_FOUND, "no block has been committed yet"))
-        }
+        None => tip.ok_or_else(|| err(codes::NOT_FOUND, "no block has been committed yet")),
+        Some(0) => Err(invalid("height must be greater than 0")),
         Some(h) if tip.is_none_or(|t| h > t.0) => Err(err(
             codes::NOT_FOUND,
             format!("height {h} is above the latest height {}", tip.map_or(0, |t| t.0)),
@@ -174,7 +173,8 @@ pub fn module(shared: Arc<Shared>) -> anyhow::Result<RpcModule<Shared>> {
         }))
     })?;
     m.register_method("validators", |p, s, _| {
-        let h = resolve_height(s, &parse(&p)?).unwrap_or(Height(0));
+        // The validator set is fixed by genesis: the same at every height.
+        let h = resolve_height(s, &parse(&p)?)?;
         let vals: Vec<Value> = s
             .validators
             .indexed()

@@ -88,6 +88,17 @@ fn n4_two_hundred_transfers_commit_identically_then_survive_a_sigkill_slow() {
     let tx = net.signed_transfer(0, 99, 7, TXS_PER_SENDER);
     let reply = net.rpc(1, "broadcast_tx_commit", json!([b64(&tx)])).expect("commit after kill");
     assert_eq!(reply["tx_result"]["code"], 0);
+
+    // Restarted, the killed validator reopens its ledger, block-syncs what it missed and
+    // follows the chain again, with the same blocks.
+    net.start_node(3);
+    let target = net.height(0).expect("height") + 2;
+    net.wait_height(&[0, 1, 2, 3], target, Duration::from_secs(60));
+    let h = target.to_string();
+    let id =
+        |i| net.rpc(i, "block", json!({ "height": h })).expect("block")["block_id"]["hash"].clone();
+    assert_eq!(id(3), id(0));
+    assert!(net.log_of(3).contains("block sync"), "the restarted node caught up by block sync");
 }
 
 #[test]

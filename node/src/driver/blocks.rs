@@ -1,0 +1,165 @@
+//! Blocks of the heights being decided: what proposals carried, what the node judged of
+//! them, and which judgments wait for a block to arrive.
+//!
+//! Bounded against a Byzantine proposer that signs many proposals: blocks are kept only for
+//! the current height and `HEIGHTS_AHEAD_MAX` more, only for rounds within the core's
+//! window, and at most `PER_ROUND_MAX` per (height, round); a block whose hash the core
+//! asked about is always kept.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use tally_consensus::{BlockHash, Height, Round};
+use tally_ledger::{Block, ExecutionOutcome};
+
+/// Heights ahead of the current one whose proposed blocks are kept.
+const HEIGHTS_AHEAD_MAX: u64 = 2;
+/// Blocks kept per (height, round): the proposer's, and one equivocating copy.
+const PER_ROUND_MAX: usize = 2;
+
+#[derive(Default)]
+pub struct PendingBlocks {
+    /// By height, then hash: the round it was proposed in and the block.
+    by_height: BTreeMap<Height, HashMap<BlockHash, (Round, Arc<Block>)>>,
+    /// Verdicts on blocks of the current height; valid ones with their execution.
+    /// Cleared at each commit.
+    verdicts: HashMap<BlockHash, Option<ExecutionOutcome>>,
+    /// ValidateValue requests waiting for their block. At most one per (height, round) in
+    /// practice (the core asks once per hash); cleared at each commit.
+    awaiting: Vec<(Height, Round, BlockHash)>,
+}
+
+/// Where the core stands, to decide what is worth keeping.
+#[derive(Clone, Copy)]
+pub struct Window {
+    pub height: Height,
+    pub round: Round,
+    pub rounds_ahead_max: u32,
+}
+
+impl PendingBlocks {
+    /// Keeps `block`, proposed in `round`, if it is within bounds; returns its hash if kept.
+    pub fn insert(&mut self, block: Block, round: Round, w: Window) -> Option<BlockHash> {
+        let height = block.header.height;
+        if height < w.height || height.0 > w.height.0 + HEIGHTS_AHEAD_MAX {
+            return None;
+        }
+        let hash = block.hash();
+        let awaited = self.awaiting.iter().any(|(_, _, h)| *h == hash);
+        let round_max = if height == w.height {
+            w.round.0.saturating_add(w.rounds_ahead_max)
+        } else {
+            w.rounds_ahead_max
+        };
+        let at_height = self.by_height.entry(height).or_default();
+        let in_round = at_height.values().filter(|(r, _)| *r == round).count();
+        if !awaited && (round.0 > round_max || in_round >= PER_ROUND_MAX) {
+            return None;
+        }
+        at_height.entry(hash).or_insert_with(|| (round, Arc::new(block)));
+        Some(hash)
+    }
+
+    /// A block the node built itself.
+    pub fn insert_own(
+        &mut self,
+        block: Block,
+        round: Round,
+        outcome: ExecutionOutcome,
+    ) -> BlockHash {
+        let hash = block.hash();
+        self.by_height
+            .entry(block.header.height)
+            .or_default()
+            .insert(hash, (round, Arc::new(block)));
+        self.verdicts.insert(hash, Some(outcome));
+        hash
+    }
+
+    pub fn get(&self, height: Height, hash: &BlockHash) -> Option<Arc<Block>> {
+        self.by_height.get(&height)?.get(hash).map(|(_, b)| b.clone())
+    }
+
+    /// `Some(valid)` if the block was judged.
+    pub fn verdict(&self, hash: &BlockHash) -> Option<bool> {
+        self.verdicts.get(hash).map(Option::is_some)
+    }
+
+    pub fn set_verdict(&mut self, hash: BlockHash, outcome: Option<ExecutionOutcome>) {
+        self.verdicts.insert(hash, outcome);
+    }
+
+    /// The execution of a block judged valid, taken for its commit.
+    pub fn take_outcome(&mut self, hash: &BlockHash) -> Option<ExecutionOutcome> {
+        self.verdicts.remove(hash).flatten()
+    }
+
+    pub fn await_block(&mut self, height: Height, round: Round, hash: BlockHash) {
+        if !self.awaiting.contains(&(height, round, hash)) {
+            self.awaiting.push((height, round, hash));
+        }
+    }
+
+    /// The requests waiting for the block `hash`, removed.
+    pub fn take_awaiting(&mut self, hash: &BlockHash) -> Vec<(Height, Round, BlockHash)> {
+        let (ready, waiting) = self.awaiting.drain(..).partition(|(_, _, h)| h == hash);
+        self.awaiting = waiting;
+        ready
+    }
+
+    /// After `height` committed: forget it and everything below.
+    pub fn committed(&mut self, height: Height) {
+        self.by_height.retain(|h, _| *h > height);
+        self.verdicts.clear();
+        self.awaiting.clear();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_height.values().map(HashMap::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_crypto::{ChainId, Hash, Keypair};
+    use tally_ledger::Header;
+
+    fn block(height: u64, salt: u64) -> Block {
+        let header = Header {
+            chain_id: ChainId::new("t").unwrap(),
+            height: Height(height),
+            time_ms: salt,
+            prev_block_hash: BlockHash(Hash::ZERO),
+            tx_root: Hash::ZERO,
+            tx_count: 0,
+            state_root: Hash::ZERO,
+            proposer: Keypair::derive_insecure("p").public(),
+            validators_hash: Hash::ZERO,
+        };
+        Block { header, txs: Vec::new() }
+    }
+
+    fn window(height: u64, round: u32) -> Window {
+        Window { height: Height(height), round: Round(round), rounds_ahead_max: 10 }
+    }
+
+    #[test]
+    fn a_byzantine_proposer_cannot_fill_the_store() {
+        let mut p = PendingBlocks::default();
+        let w = window(5, 0);
+        let kept = (0..100).filter(|s| p.insert(block(5, *s), Round(3), w).is_some()).count();
+        assert_eq!(kept, PER_ROUND_MAX);
+        assert!(p.insert(block(5, 1000), Round(11), w).is_none(), "beyond the round window");
+        assert!(p.insert(block(8, 1), Round(0), w).is_none(), "too far ahead");
+        assert!(p.insert(block(4, 1), Round(0), w).is_none(), "already decided");
+        assert!(p.insert(block(7, 1), Round(0), w).is_some());
+        // A block the core is waiting for is kept whatever the bounds say.
+        let wanted = block(5, 2000);
+        p.await_block(Height(5), Round(3), wanted.hash());
+        assert_eq!(p.insert(wanted.clone(), Round(3), w), Some(wanted.hash()));
+        assert_eq!(p.take_awaiting(&wanted.hash()).len(), 1);
+        p.committed(Height(5));
+        assert_eq!(p.len(), 1);
+    }
+}

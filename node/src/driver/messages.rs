@@ -1,0 +1,106 @@
+//! Consensus messages from peers: verified before they reach the core, and reported to
+//! gossipsub (accepted ones are forwarded, rejected ones are not and cost their sender).
+
+use super::Driver;
+use tally_consensus::{Height, Input};
+use tally_network::{ConsensusEvent, ConsensusMsg, GossipRef};
+
+impl Driver {
+    pub(super) async fn on_consensus_event(&mut self, event: ConsensusEvent) -> anyhow::Result<()> {
+        match event {
+            ConsensusEvent::Message { msg, from } => self.on_message(msg, from).await,
+            ConsensusEvent::PeerConnected(peer) => {
+                tracing::info!(%peer, "peer connected");
+                Ok(())
+            }
+            ConsensusEvent::PeerDisconnected(peer) => {
+                tracing::info!(%peer, "peer disconnected");
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_message(&mut self, msg: ConsensusMsg, from: GossipRef) -> anyhow::Result<()> {
+        let current = self.core.height();
+        let height = match &msg {
+            ConsensusMsg::Proposal { proposal, .. } => proposal.proposal.height,
+            ConsensusMsg::Vote(v) => v.vote.height,
+            ConsensusMsg::Certificate { certificate, .. } => certificate.height,
+        };
+        if height < current {
+            // Late but possibly honest (a slow peer, a re-broadcast): not forwarded, not
+            // held against anyone.
+            self.stats.stale_messages += 1;
+            let _ = self.net.report_validation(&from, false).await;
+            return Ok(());
+        }
+        let ok = self.verify_message(&msg);
+        self.report(&from, ok).await;
+        if !ok {
+            return Ok(());
+        }
+        // A verified message from a later height: the others have committed blocks that
+        // this node does not have.
+        if height > current {
+            self.start_sync(from.propagation_source);
+        }
+        match msg {
+            ConsensusMsg::Proposal { proposal, block } => {
+                let round = proposal.proposal.round;
+                let hash = self.blocks.insert(block, round, self.window());
+                self.step(Input::Proposal(proposal)).await?;
+                if let Some(hash) = hash {
+                    self.block_arrived(hash).await?;
+                }
+            }
+            ConsensusMsg::Vote(vote) => self.step(Input::Vote(vote)).await?,
+            ConsensusMsg::Certificate { certificate, block } => {
+                let round = certificate.round;
+                let hash = self.blocks.insert(block, round, self.window());
+                self.step(Input::Certificate(certificate)).await?;
+                if let Some(hash) = hash {
+                    self.block_arrived(hash).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Signatures, and that a carried block is the one signed for.
+    fn verify_message(&self, msg: &ConsensusMsg) -> bool {
+        let (chain_id, validators, verifier) =
+            (&self.shared.chain_id, &self.shared.validators, &*self.shared.verifier);
+        let block_ok = |block: &tally_ledger::Block, height: Height, hash| {
+            block.header.height == height
+                && block.encoded_len() as u64 <= self.shared.genesis.params.block_bytes_max
+                && block.hash() == hash
+        };
+        match msg {
+            ConsensusMsg::Proposal { proposal, block } => {
+                let p = &proposal.proposal;
+                block_ok(block, p.height, p.block_hash)
+                    && proposal.verify(chain_id, validators, verifier).is_ok()
+            }
+            ConsensusMsg::Vote(vote) => vote.verify(chain_id, validators, verifier).is_ok(),
+            ConsensusMsg::Certificate { certificate, block } => {
+                block_ok(block, certificate.height, certificate.block_hash)
+                    && certificate.verify(chain_id, validators, verifier).is_ok()
+            }
+        }
+    }
+
+    /// Reports the verdict to gossipsub. Under node validation the propagation source only
+    /// forwards what it verified, so a bad message is its fault and it is penalized; when
+    /// the network already accepted the message on decode, the source may be an honest relay.
+    async fn report(&mut self, from: &GossipRef, ok: bool) {
+        if !ok {
+            self.stats.bad_signatures += 1;
+            self.shared.metrics.bad_consensus_messages.inc();
+            tracing::debug!(peer = %from.propagation_source, "dropped a consensus message that does not verify");
+        }
+        let _ = self.net.report_validation(from, ok).await;
+        if !ok && from.awaiting_report {
+            let _ = self.net.penalize(from.propagation_source).await;
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! The consensus driver: the one task that owns the consensus core. It feeds the core inputs
+//! (verified network messages, timeouts, block verdicts), carries out its outputs in order
+//! (persist, then broadcast; schedule timeouts; build and validate blocks; commit
+//! decisions), and block-syncs when peers are ahead.
+//!
+//! Byzantine input never stops it: a message that does not verify is dropped, counted and
+//! reported to gossipsub as rejected. A failed write to the ledger or the signing record
+//! does stop it (the node must not run on with an unknown state).
+
+mod blocks;
+mod messages;
+mod sync;
+
+use crate::shared::Shared;
+use crate::signing_record::{Persisted, SigningRecord};
+use anyhow::{bail, Context as _};
+use blocks::{PendingBlocks, Window};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tally_consensus::{
+    BlockHash, CommitCertificate, Core, Height, Input, Output, Round, SignedMessage, Timeout,
+};
+use tally_ledger::{Block, ExecutionOutcome, Tx, TxHash};
+use tally_network::{ConsensusMsg, NetworkEvents, NetworkHandle};
+use tokio::sync::mpsc;
+
+/// Counters of what the driver dropped, for logs and metrics.
+#[derive(Default, Debug, Clone, Copy)]
+pub struct DriverStats {
+    pub bad_signatures: u64,
+    pub bad_blocks: u64,
+    pub stale_messages: u64,
+    pub evidence: u64,
+    pub synced_blocks: u64,
+}
+
+pub struct Driver {
+    shared: Arc<Shared>,
+    core: Core,
+    record: Option<SigningRecord>,
+    net: NetworkHandle,
+    timeout_tx: mpsc::Sender<Timeout>,
+    timeout_rx: mpsc::Receiver<Timeout>,
+    blocks: PendingBlocks,
+    /// A decision whose block has not arrived yet (after a restart, the core may decide a
+    /// value it knew from its signing record): committed when the block arrives, or by
+    /// block sync from peers that committed it.
+    pending_decision: Option<CommitCertificate>,
+    /// When the next height starts (after timeout_commit).
+    next_height_at: Option<(Instant, Height)>,
+    sync_tx: mpsc::Sender<sync::SyncResult>,
+    sync_rx: mpsc::Receiver<sync::SyncResult>,
+    sync_in_flight: bool,
+    /// Height the core was at when the last rebroadcast ran.
+    rebroadcast_height: Height,
+    last_commit: Option<Instant>,
+    pub stats: DriverStats,
+}
+
+impl Driver {
+    pub fn new(
+        shared: Arc<Shared>,
+        core: Core,
+        record: Option<SigningRecord>,
+        net: NetworkHandle,
+    ) -> Driver {
+        let (timeout_tx, timeout_rx) = mpsc::channel(1024);
+        let (sync_tx, sync_rx) = mpsc::channel(4);
+        Driver {
+            shared,
+            core,
+            record,
+            net,
+            timeout_tx,
+            timeout_rx,
+            blocks: PendingBlocks::default(),
+            pending_decision: None,
+            next_height_at: None,
+            sync_tx,
+            sync_rx,
+            sync_in_flight: false,
+            rebroadcast_height: Height(0),
+            last_commit: None,
+            stats: DriverStats::default(),
+        }
+    }
+
+    /// Runs until shutdown, the network stops, or a fatal error (a failed ledger or record
+    /// write).
+    pub async fn run(
+        mut self,
+        mut events: NetworkEvents,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let start = self.shared.tip_height().map_or(Height(1), Height::next);
+        self.step(Input::StartHeight(start)).await?;
+        let interval = Duration::from_millis(self.shared.config.consensus.rebroadcast_interval_ms);
+        let mut rebroadcast = tokio::time::interval(interval);
+        rebroadcast.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let sync_bytes_max = self.shared.genesis.params.block_bytes_max as usize * 4;
+        loop {
+            let next_height = self.next_height_at;
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return Ok(()),
+                Some(t) = self.timeout_rx.recv() => self.step(Input::TimeoutElapsed(t)).await?,
+                _ = sleep_until(next_height.map(|n| n.0)), if next_height.is_some() => {
+                    self.next_height_at = None;
+                    if let Some((_, h)) = next_height {
+                        if h > self.core.height() {
+                            self.step(Input::StartHeight(h)).await?;
+                        }
+                    }
+                }
+                event = events.consensus.recv() => match event {
+                    Some(event) => self.on_consensus_event(event).await?,
+                    None => bail!("the network stopped"),
+                },
+                Some(result) = self.sync_rx.recv() => self.on_sync_result(result).await?,
+                Some(request) = events.sync_requests.recv() => {
+                    sync::serve_sync(self.shared.clone(), request, sync_bytes_max);
+                }
+                _ = rebroadcast.tick() => self.rebroadcast().await,
+            }
+        }
+    }
+
+    fn window(&self) -> Window {
+        Window {
+            height: self.core.height(),
+            round: self.core.round(),
+            rounds_ahead_max: self.core.config().rounds_ahead_max,
+        }
+    }
+
+    /// Feeds one input and carries out every output, including the inputs they produce.
+    async fn step(&mut self, input: Input) -> anyhow::Result<()> {
+        let mut queue = VecDeque::from([input]);
+        let mut outputs = Vec::new();
+        while let Some(input) = queue.pop_front() {
+            self.core.step(input, &mut outputs);
+            for output in outputs.drain(..) {
+                self.execute(output, &mut queue).await?;
+            }
+        }
+        *self.shared.consensus.write() = Some(self.core.state_summary());
+        Ok(())
+    }
+
+    async fn execute(&mut self, output: Output, queue: &mut VecDeque<Input>) -> anyhow::Result<()> {
+        match output {
+            Output::Persist(message) => self.persist(message)?,
+            Output::Broadcast(message) => self.broadcast(message).await,
+            Output::ScheduleTimeout { timeout, duration_ms } => {
+                let tx = self.timeout_tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(duration_ms)).await;
+                    let _ = tx.send(timeout).await;
+                });
+            }
+            Output::GetValue { height, round } => {
+                let block_hash = self.propose_block(height, round)?;
+                queue.push_back(Input::ProposeValue { height, round, block_hash });
+            }
+            Output::ValidateValue { height, round, block_hash } => {
+                match self.judge(height, &block_hash) {
+                    Some(valid) => {
+                        queue.push_back(Input::ValueValidity { height, round, block_hash, valid })
+                    }
+                    None => self.blocks.await_block(height, round, block_hash),
+                }
+            }
+            Output::Decide { certificate } => self.commit_decided(certificate)?,
+            Output::Evidence(evidence) => {
+                self.stats.evidence += 1;
+                self.shared.metrics.evidence.inc();
+                tracing::warn!(?evidence, "equivocation detected");
+            }
+        }
+        Ok(())
+    }
+
+    fn persist(&mut self, message: SignedMessage) -> anyhow::Result<()> {
+        let Some(record) = self.record.as_mut() else {
+            bail!("the core signed a message but this node has no signing record");
+        };
+        match record.persist(&message).context("writing the signing record")? {
+            Persisted::New | Persisted::Again => Ok(()),
+            // The core is loaded from the record at startup (restore_signed), so it never
+            // signs over it; if it ever did, stopping is the only safe answer.
+            Persisted::Conflict(recorded) => bail!(
+                "the core signed a message that conflicts with the signing record at height \
+                 {} round {}: refusing to continue (recorded: {recorded:?})",
+                message.height(),
+                message.round()
+            ),
+        }
+    }
+
+    async fn broadcast(&mut self, message: SignedMessage) {
+        let msg = match message {
+            SignedMessage::Proposal(proposal) => {
+                let p = &proposal.proposal;
+                let Some(block) = self.blocks.get(p.height, &p.block_hash) else {
+                    // After a restart the block of a recorded proposal may be gone; its
+                    // round then times out and the next proposer builds a block.
+                    tracing::warn!(height = %p.height, round = %p.round, "not re-sending a proposal whose block this node no longer has");
+                    return;
+                };
+                ConsensusMsg::Proposal { proposal, block: (*block).clone() }
+            }
+            SignedMessage::Vote(vote) => ConsensusMsg::Vote(vote),
+        };
+        if let Err(e) = self.net.broadcast_consensus(msg).await {
+            tracing::warn!(error = %e, "broadcast failed");
+        }
+    }
+
+    /// Re-sends this validator's messages of the current round when the height has not
+    /// advanced since the last tick, so peers that missed them (restart, lost gossip) get
+    /// them (tendermint.md: the gossip assumption does not hold by itself).
+    async fn rebroadcast(&mut self) {
+        let height = self.core.height();
+        if height != self.rebroadcast_height {
+            self.rebroadcast_height = height;
+            return;
+        }
+        let round = self.core.round();
+        for message in self.core.own_messages() {
+            if message.round() == round {
+                self.broadcast(message).await;
+            }
+        }
+    }
+
+    // ----- blocks -----
+
+    fn propose_block(&mut self, height: Height, round: Round) -> anyhow::Result<BlockHash> {
+        let params = &self.shared.genesis.params;
+        let candidates: Vec<Tx> =
+            self.shared.mempool.lock().reap(params.block_txs_max as usize, params.block_bytes_max);
+        let proposer = self.shared.info.validator_key.context("proposing without a key")?;
+        let built = {
+            let ledger = self.shared.ledger.read();
+            if ledger.next_height() != height {
+                bail!(
+                    "asked to propose at {height}, the ledger's next height is {}",
+                    ledger.next_height()
+                );
+            }
+            ledger.build_block(&candidates, now_ms(), proposer, &*self.shared.verifier)
+        };
+        if !built.skipped.is_empty() {
+            // Txs that no longer apply (a conflicting tx committed elsewhere): drop them and
+            // re-check their senders' other pending txs.
+            let skipped: Vec<(TxHash, tally_crypto::PublicKey)> = built
+                .skipped
+                .iter()
+                .map(|s| (s.tx_hash, candidates[s.index].transfer.from))
+                .collect();
+            let mut mempool = self.shared.mempool.lock();
+            let ledger = self.shared.ledger.read();
+            let dropped = mempool.update(&skipped, |k| ledger.account(k));
+            tracing::debug!(
+                skipped = skipped.len(),
+                dropped,
+                "left invalid mempool txs out of the block"
+            );
+        }
+        let hash = self.blocks.insert_own(built.block, round, built.outcome);
+        tracing::debug!(%height, %round, %hash, "proposing");
+        Ok(hash)
+    }
+
+    /// valid(v) for a block of the current height: `None` if the block is not here yet.
+    /// Besides the ledger's deterministic checks, a proposal whose time is further ahead of
+    /// this node's clock than `block_time_drift_max_ms` is invalid (a proposer must not push
+    /// the chain's time out of reach of honest clocks).
+    fn judge(&mut self, height: Height, hash: &BlockHash) -> Option<bool> {
+        if let Some(valid) = self.blocks.verdict(hash) {
+            return Some(valid);
+        }
+        let block = self.blocks.get(height, hash)?;
+        let drift_max = self.shared.config.consensus.block_time_drift_max_ms;
+        let verdict = if block.header.time_ms > now_ms().saturating_add(drift_max) {
+            Err(format!(
+                "block time {} ms is more than {drift_max} ms ahead of this node's clock",
+                block.header.time_ms
+            ))
+        } else {
+            let ledger = self.shared.ledger.read();
+            ledger.validate_block(&block, &*self.shared.verifier).map_err(|e| e.to_string())
+        };
+        match verdict {
+            Ok(outcome) => {
+                self.blocks.set_verdict(*hash, Some(outcome));
+                Some(true)
+            }
+            Err(e) => {
+                self.stats.bad_blocks += 1;
+                self.shared.metrics.bad_blocks.inc();
+                tracing::warn!(%height, %hash, error = %e, "invalid block proposed");
+                self.blocks.set_verdict(*hash, None);
+                Some(false)
+            }
+        }
+    }
+
+    /// A block arrived: answer the core's questions about it, and commit a decision that
+    /// was waiting for it.
+    async fn block_arrived(&mut self, hash: BlockHash) -> anyhow::Result<()> {
+        for (height, round, block_hash) in self.blocks.take_awaiting(&hash) {
+            if let Some(valid) = self.judge(height, &block_hash) {
+                self.step(Input::ValueValidity { height, round, block_hash, valid }).await?;
+            }
+        }
+        if self.pending_decision.as_ref().is_some_and(|c| c.block_hash == hash) {
+            if let Some(certificate) = self.pending_decision.take() {
+                self.commit_decided(certificate)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn commit_decided(&mut self, certificate: CommitCertificate) -> anyhow::Result<()> {
+        let height = certificate.height;
+        let hash = certificate.block_hash;
+        let Some(block) = self.blocks.get(height, &hash) else {
+            tracing::info!(%height, %hash, "decided a block this node does not have yet; waiting for it");
+            self.pending_decision = Some(certificate);
+            return Ok(());
+        };
+        // The core may decide a value it knew valid from its signing record (after a
+        // restart) without asking this node again.
+        if self.judge(height, &hash) != Some(true) {
+            bail!("more than 2/3 of the voting power committed block {hash} at {height}, which this node judges invalid");
+        }
+        let outcome = self.blocks.take_outcome(&hash).context("a valid block has its execution")?;
+        self.commit_block(&block, &certificate, outcome)?;
+        let delay = Duration::from_millis(self.shared.config.consensus.timeout_commit_ms);
+        self.next_height_at = Some((Instant::now() + delay, height.next()));
+        Ok(())
+    }
+
+    /// Writes the block, then updates the mempool and wakes waiters. Fatal on a write error.
+    fn commit_block(
+        &mut self,
+        block: &Block,
+        certificate: &CommitCertificate,
+        outcome: ExecutionOutcome,
+    ) -> anyhow::Result<()> {
+        let height = block.header.height;
+        let started = Instant::now();
+        let hashes: Vec<TxHash> = outcome.tx_hashes.clone();
+        let committed: Vec<(TxHash, tally_crypto::PublicKey)> =
+            hashes.iter().zip(&block.txs).map(|(h, t)| (*h, t.transfer.from)).collect();
+        // Lock order: mempool, then ledger (see Shared::insert_into_mempool).
+        let dropped = {
+            let mut mempool = self.shared.mempool.lock();
+            self.shared
+                .ledger
+                .write()
+                .commit(block, certificate, outcome)
+                .with_context(|| format!("committing block {height} to the ledger"))?;
+            let ledger = self.shared.ledger.read();
+            mempool.update(&committed, |k| ledger.account(k))
+        };
+        self.shared.notify_committed(height, &hashes);
+        self.record_commit_metrics(block, started);
+        tracing::info!(
+            height = height.0,
+            round = certificate.round.0,
+            txs = block.txs.len(),
+            hash = %block.hash(),
+            commit_ms = started.elapsed().as_millis() as u64,
+            mempool_dropped = dropped,
+            "committed block"
+        );
+        self.blocks.committed(height);
+        if self.pending_decision.as_ref().is_some_and(|c| c.height <= height) {
+            self.pending_decision = None;
+        }
+        Ok(())
+    }
+
+    fn record_commit_metrics(&mut self, block: &Block, started: Instant) {
+        let metrics = &self.shared.metrics;
+        metrics.blocks_committed.inc();
+        metrics.txs_committed.inc_by(block.txs.len() as u64);
+        metrics.block_txs.observe(block.txs.len() as f64);
+        metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+        let now = Instant::now();
+        if let Some(last) = self.last_commit.replace(now) {
+            metrics.block_interval_seconds.observe((now - last).as_secs_f64());
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,138 @@
+//! Block sync: asking a peer that is ahead for blocks with their certificates, checking and
+//! applying them; and answering other peers' requests from the store.
+
+use super::Driver;
+use anyhow::bail;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tally_consensus::{CommitCertificate, Height, Input};
+use tally_ledger::{Block, ExecutionOutcome};
+use tally_network::{InboundSyncRequest, PeerId, SyncRequest, SyncResponse};
+
+pub(super) type SyncResult = (PeerId, anyhow::Result<Vec<(Block, CommitCertificate)>>);
+
+impl Driver {
+    /// Asks `peer` for the blocks after this node's tip, unless a request is in flight.
+    pub(super) fn start_sync(&mut self, peer: PeerId) {
+        if self.sync_in_flight {
+            return;
+        }
+        self.sync_in_flight = true;
+        let from = self.shared.tip_height().map_or(Height(1), Height::next);
+        let count = self.shared.config.consensus.sync_batch_blocks;
+        let timeout = Duration::from_millis(self.shared.config.consensus.sync_request_timeout_ms);
+        let net = self.net.clone();
+        let tx = self.sync_tx.clone();
+        tokio::spawn(async move {
+            let request = net.request_blocks(peer, from, count);
+            let result = match tokio::time::timeout(timeout, request).await {
+                Ok(Ok(blocks)) => Ok(blocks),
+                Ok(Err(e)) => Err(anyhow::anyhow!("{e}")),
+                Err(_) => Err(anyhow::anyhow!("timed out after {} ms", timeout.as_millis())),
+            };
+            let _ = tx.send((peer, result)).await;
+        });
+    }
+
+    pub(super) async fn on_sync_result(
+        &mut self,
+        (peer, result): SyncResult,
+    ) -> anyhow::Result<()> {
+        self.sync_in_flight = false;
+        let blocks = match result {
+            Ok(blocks) => blocks,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "block sync request failed");
+                self.shared.catching_up.store(false, Ordering::Relaxed);
+                return Ok(());
+            }
+        };
+        let received = blocks.len();
+        let mut applied = 0;
+        for (block, certificate) in blocks {
+            let next = self.shared.tip_height().map_or(Height(1), Height::next);
+            if block.header.height < next {
+                continue;
+            }
+            match self.check_synced(next, &block, &certificate) {
+                Ok(outcome) => {
+                    // A failed write is not the peer's fault: it stops the node.
+                    self.commit_block(&block, &certificate, outcome)?;
+                    self.stats.synced_blocks += 1;
+                    self.shared.metrics.synced_blocks.inc();
+                    applied += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, height = %block.header.height, error = %e, "peer served a bad block");
+                    let _ = self.net.penalize(peer).await;
+                    break;
+                }
+            }
+        }
+        if applied > 0 {
+            tracing::info!(%peer, applied, "block sync");
+            let next = self.shared.tip_height().map_or(Height(1), Height::next);
+            if next > self.core.height() {
+                self.next_height_at = None;
+                self.step(Input::StartHeight(next)).await?;
+            }
+        }
+        // A full batch means the peer may have more: keep going, and say so in `status`.
+        let more = applied > 0 && received as u32 >= self.shared.config.consensus.sync_batch_blocks;
+        self.shared.catching_up.store(more, Ordering::Relaxed);
+        if more {
+            self.start_sync(peer);
+        }
+        Ok(())
+    }
+
+    /// Checks a synced block against its certificate and the ledger.
+    fn check_synced(
+        &self,
+        expected: Height,
+        block: &Block,
+        certificate: &CommitCertificate,
+    ) -> anyhow::Result<ExecutionOutcome> {
+        if block.header.height != expected || certificate.height != expected {
+            bail!("expected height {expected}");
+        }
+        if certificate.block_hash != block.hash() {
+            bail!("certificate is for another block");
+        }
+        let shared = &self.shared;
+        certificate.verify(&shared.chain_id, &shared.validators, &shared.verifier)?;
+        Ok(shared.ledger.read().validate_block(block, &*shared.verifier)?)
+    }
+}
+
+/// Answers a peer's block request off the consensus task: reads blocks and certificates
+/// from the store until the count or about `bytes_max` of blocks (the network trims the
+/// rest).
+pub(super) fn serve_sync(
+    shared: Arc<crate::shared::Shared>,
+    request: InboundSyncRequest,
+    bytes_max: usize,
+) {
+    tokio::task::spawn_blocking(move || {
+        let SyncRequest::Blocks { from, count } = request.request;
+        let count = count.min(tally_network::wire::SYNC_BLOCKS_MAX);
+        let mut blocks = Vec::new();
+        let mut bytes = 0usize;
+        for h in from.0..from.0.saturating_add(u64::from(count)) {
+            let ledger = shared.ledger.read();
+            let store = ledger.store();
+            match (store.block(Height(h)), store.certificate(Height(h))) {
+                (Ok(Some(b)), Ok(Some(c))) => {
+                    bytes += b.encoded_len();
+                    blocks.push((b, c));
+                }
+                _ => break,
+            }
+            if bytes >= bytes_max {
+                break;
+            }
+        }
+        request.responder.respond(SyncResponse::Blocks(blocks));
+    });
+}
