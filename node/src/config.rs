@@ -182,7 +182,7 @@ impl Default for ConsensusConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { filter: "info".into(), json: false }
+        LogConfig { filter: "info,libp2p_gossipsub=error".into(), json: false }
     }
 }
 
