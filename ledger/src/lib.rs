@@ -17,6 +17,7 @@ mod codec;
 mod execute;
 mod genesis;
 mod ledger;
+pub mod light;
 pub mod limits;
 mod select;
 pub mod state_tree;
@@ -37,6 +38,7 @@ pub use genesis::{
     GenesisValidator,
 };
 pub use ledger::{BuiltBlock, Ledger, LedgerCommitError, LedgerOpenError, Tip};
+pub use light::{verify_account, verify_header, verify_tx, LightError};
 pub use limits::{BLOCK_BYTES_MAX, BLOCK_TXS_MAX, TX_BYTES, TX_BYTES_MAX};
 pub use select::{select_txs, SelectLimits, Selection, SkippedTx};
 pub use state_tree::{AccountProof, AccountProofError, OtherLeaf, StateTree};
