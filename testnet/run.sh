@@ -31,8 +31,9 @@ if [ "$profile" = release ]; then
 else
   (cd "$root" && cargo build --locked -p tally-node --bin tally)
 fi
-bin="$root/target/$profile/tally"
-[ "$profile" = dev ] && bin="$root/target/debug/tally"
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+bin="$target_dir/$profile/tally"
+[ "$profile" = dev ] && bin="$target_dir/debug/tally"
 
 "$root/testnet/stop.sh" >/dev/null 2>&1 || true
 rm -rf "$data"
