@@ -25,6 +25,9 @@ pub enum Command {
     /// Build, sign and submit transactions over JSON-RPC.
     #[command(subcommand)]
     Tx(TxCommand),
+    /// Check, offline from the genesis file, that a tx or an account state is in the ledger.
+    #[command(subcommand)]
+    Verify(crate::verify::VerifyCommand),
 }
 
 #[derive(Args, Debug)]
@@ -51,6 +54,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()
                 .context("starting the tokio runtime")?;
             runtime.block_on(crate::node::run(home))
+        }
+        Command::Verify(command) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            runtime.block_on(crate::verify::run(command))
         }
         Command::Tx(TxCommand::Transfer(args)) => {
             let runtime = tokio::runtime::Builder::new_current_thread()

@@ -54,8 +54,28 @@ pub struct RpcConfig {
     pub tx_batch_len_max: u32,
     /// How long `broadcast_tx_commit` waits for the tx to commit.
     pub tx_commit_timeout_ms: u64,
-    /// `broadcast_tx_commit` calls waiting at once; more get an error.
+    /// `broadcast_tx_commit` calls waiting at once; more get an error (reason `busy`).
     pub tx_commit_waiters_max: usize,
+    /// Subscriptions one WebSocket connection may hold; one more is refused with
+    /// "Too many subscriptions on the connection".
+    pub subscriptions_per_connection_max: u32,
+    /// Committed blocks a subscriber may fall behind (the capacity of the node's event
+    /// channel). A subscriber further behind is dropped with the reason "lagged"; the
+    /// node never waits for a subscriber.
+    pub subscription_lag_blocks_max: usize,
+    /// Outgoing messages buffered per WebSocket connection (responses and notifications).
+    pub ws_message_buffer_max: u32,
+    /// How long a notification may wait for room in a full connection buffer before the
+    /// subscription is dropped as a slow client (reason "slow_client").
+    pub subscription_send_timeout_ms: u64,
+    /// Serve the status page (`GET /` on the RPC address).
+    pub status_page: bool,
+    /// Threads of the RPC server's own tokio runtime. RPC never runs on the threads of the
+    /// consensus driver and the network, so a flood of requests delays consensus only as
+    /// much as the operating system's scheduler lets these threads take the CPU.
+    pub worker_threads: u32,
+    /// Threads for RPC methods that read the store (block, tx, account, commit).
+    pub blocking_threads: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -152,6 +172,13 @@ impl Default for RpcConfig {
             tx_batch_len_max: 10_000,
             tx_commit_timeout_ms: 10_000,
             tx_commit_waiters_max: 10_000,
+            subscriptions_per_connection_max: 16,
+            subscription_lag_blocks_max: 64,
+            ws_message_buffer_max: 1024,
+            subscription_send_timeout_ms: 2_000,
+            status_page: true,
+            worker_threads: 1,
+            blocking_threads: 2,
         }
     }
 }
@@ -203,13 +230,23 @@ impl Config {
 
     /// Rejects impossible combinations, naming the field.
     pub fn validate(&self) -> anyhow::Result<()> {
-        let positive: [(&str, u64); 12] = [
+        let positive: [(&str, u64); 19] = [
             ("p2p.consensus_queue_max", self.p2p.consensus_queue_max as u64),
             ("p2p.tx_queue_max", self.p2p.tx_queue_max as u64),
             ("rpc.body_bytes_max", self.rpc.body_bytes_max.into()),
             ("rpc.response_bytes_max", self.rpc.response_bytes_max.into()),
             ("rpc.connections_max", self.rpc.connections_max.into()),
             ("rpc.tx_batch_len_max", self.rpc.tx_batch_len_max.into()),
+            ("rpc.worker_threads", self.rpc.worker_threads.into()),
+            ("rpc.blocking_threads", self.rpc.blocking_threads.into()),
+            ("rpc.tx_commit_waiters_max", self.rpc.tx_commit_waiters_max as u64),
+            (
+                "rpc.subscriptions_per_connection_max",
+                self.rpc.subscriptions_per_connection_max.into(),
+            ),
+            ("rpc.subscription_lag_blocks_max", self.rpc.subscription_lag_blocks_max as u64),
+            ("rpc.ws_message_buffer_max", self.rpc.ws_message_buffer_max.into()),
+            ("rpc.subscription_send_timeout_ms", self.rpc.subscription_send_timeout_ms),
             ("mempool.txs_max", self.mempool.txs_max as u64),
             ("mempool.bytes_max", self.mempool.bytes_max),
             ("mempool.txs_per_sender_max", self.mempool.txs_per_sender_max as u64),
@@ -221,6 +258,9 @@ impl Config {
             if value == 0 {
                 bail!("{field} must be greater than 0");
             }
+        }
+        if self.rpc.worker_threads > 64 || self.rpc.blocking_threads > 512 {
+            bail!("rpc.worker_threads must be at most 64 and rpc.blocking_threads at most 512");
         }
         if self.mempool.txs_per_sender_max > self.mempool.txs_max {
             bail!("mempool.txs_per_sender_max must not exceed mempool.txs_max");
@@ -242,6 +282,43 @@ impl Config {
         }
         if u64::from(self.rpc.body_bytes_max) < tally_ledger::TX_BYTES_MAX as u64 * 2 {
             bail!("rpc.body_bytes_max must fit at least one encoded transaction");
+        }
+        self.validate_combinations()
+    }
+
+    /// Limits that are each possible but impossible together.
+    fn validate_combinations(&self) -> anyhow::Result<()> {
+        if self.rpc.listen_addr == self.metrics.listen_addr && self.rpc.listen_addr.port() != 0 {
+            bail!(
+                "rpc.listen_addr and metrics.listen_addr must differ (both {})",
+                self.rpc.listen_addr
+            );
+        }
+        // A full batch of base64 txs (4/3 of their bytes, plus quotes and commas) must fit
+        // in one request body, or rpc.tx_batch_len_max promises what the body limit refuses.
+        let batch_body =
+            u64::from(self.rpc.tx_batch_len_max) * (tally_ledger::TX_BYTES as u64 * 4 / 3 + 8);
+        if batch_body > u64::from(self.rpc.body_bytes_max) {
+            bail!(
+                "rpc.tx_batch_len_max ({}) txs need about {batch_body} bytes, more than rpc.body_bytes_max ({})",
+                self.rpc.tx_batch_len_max,
+                self.rpc.body_bytes_max
+            );
+        }
+        if self.rpc.subscriptions_per_connection_max > self.rpc.ws_message_buffer_max {
+            bail!("rpc.subscriptions_per_connection_max must not exceed rpc.ws_message_buffer_max");
+        }
+        if self.rpc.tx_commit_timeout_ms > 600_000 {
+            bail!("rpc.tx_commit_timeout_ms must be at most 600000 (10 minutes)");
+        }
+        if self.consensus.timeout_commit_ms > 60_000 {
+            bail!("consensus.timeout_commit_ms must be at most 60000");
+        }
+        if self.consensus.sync_request_timeout_ms > 600_000 {
+            bail!("consensus.sync_request_timeout_ms must be at most 600000");
+        }
+        if self.log.filter.trim().is_empty() {
+            bail!("log.filter must not be empty (use \"info\" for the default)");
         }
         Ok(())
     }
@@ -301,6 +378,25 @@ mod tests {
         let mut c = Config::default();
         c.mempool.txs_per_sender_max = c.mempool.txs_max + 1;
         assert!(c.validate().unwrap_err().to_string().contains("txs_per_sender_max"));
+    }
+
+    #[test]
+    fn impossible_combinations_name_their_fields() {
+        let mut c = Config::default();
+        c.metrics.listen_addr = c.rpc.listen_addr;
+        assert!(c.validate().unwrap_err().to_string().contains("metrics.listen_addr"));
+        let mut c = Config::default();
+        c.rpc.body_bytes_max = 1 << 16;
+        assert!(c.validate().unwrap_err().to_string().contains("rpc.tx_batch_len_max"));
+        let mut c = Config::default();
+        c.rpc.subscriptions_per_connection_max = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("subscriptions_per_connection_max"));
+        let mut c = Config::default();
+        c.rpc.subscription_lag_blocks_max = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("subscription_lag_blocks_max"));
+        let mut c = Config::default();
+        c.log.filter = " ".into();
+        assert!(c.validate().unwrap_err().to_string().contains("log.filter"));
     }
 
     #[test]

@@ -50,7 +50,9 @@ fn admit_batch(shared: &Shared, txs: Vec<Tx>, stats: &IngressStats) -> bool {
         .zip(&messages)
         .map(|(t, m)| SignedItem { key: &t.transfer.from, message: m, signature: &t.signature })
         .collect();
+    let started = std::time::Instant::now();
     let verdicts = shared.verifier.verify_many(&items);
+    shared.metrics.signature_batch("gossip", items.len(), started.elapsed().as_secs_f64());
     let mut all_ok = true;
     for (tx, verdict) in txs.into_iter().zip(verdicts) {
         if verdict.is_err() || tx.check_stateless().is_err() {

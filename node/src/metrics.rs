@@ -6,6 +6,7 @@
 use crate::shared::Shared;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -32,6 +33,45 @@ pub struct Metrics {
     pub synced_blocks: Counter,
     pub gossip_txs_dropped: Gauge,
     pub net_decode_failures: Gauge,
+    /// Time spent in each consensus step, by `step` (propose, prevote, precommit, commit).
+    pub step_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Rounds started after round 0 (a round that did not commit).
+    pub round_changes: Counter,
+    pub block_bytes: Histogram,
+    /// Signature batches verified, by `source` (rpc, gossip): size and time.
+    pub signature_batch_size: Family<Labels, Histogram, fn() -> Histogram>,
+    pub signature_batch_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    pub catching_up: Gauge,
+    /// JSON-RPC calls and error responses by `method` (unknown names are counted as
+    /// `unknown`, so a client cannot grow the label set).
+    pub rpc_requests: Family<Labels, Counter>,
+    pub rpc_errors: Family<Labels, Counter>,
+    pub rpc_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Requests refused because `rpc.connections_max` connections were open.
+    pub rpc_connections_refused: Counter,
+    pub subscriptions: Gauge,
+    pub subscriptions_opened: Counter,
+    pub subscriptions_dropped: Family<Labels, Counter>,
+    pub tx_refused_syncing: Counter,
+}
+
+/// Label pairs; the values come from fixed sets (method names, step names, reasons).
+pub type Labels = Vec<(&'static str, String)>;
+
+fn step_buckets() -> Histogram {
+    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+}
+
+fn batch_size_buckets() -> Histogram {
+    Histogram::new([1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 10000.0])
+}
+
+fn batch_seconds_buckets() -> Histogram {
+    Histogram::new([0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0])
+}
+
+fn rpc_seconds_buckets() -> Histogram {
+    Histogram::new([0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0])
 }
 
 impl Default for Metrics {
@@ -62,6 +102,22 @@ impl Metrics {
             synced_blocks: Counter::default(),
             gossip_txs_dropped: Gauge::default(),
             net_decode_failures: Gauge::default(),
+            step_seconds: Family::new_with_constructor(step_buckets),
+            round_changes: Counter::default(),
+            block_bytes: Histogram::new([
+                1024.0, 16384.0, 131072.0, 524288.0, 1048576.0, 2097152.0, 4194304.0,
+            ]),
+            signature_batch_size: Family::new_with_constructor(batch_size_buckets),
+            signature_batch_seconds: Family::new_with_constructor(batch_seconds_buckets),
+            catching_up: Gauge::default(),
+            rpc_requests: Family::default(),
+            rpc_errors: Family::default(),
+            rpc_seconds: Family::new_with_constructor(rpc_seconds_buckets),
+            rpc_connections_refused: Counter::default(),
+            subscriptions: Gauge::default(),
+            subscriptions_opened: Counter::default(),
+            subscriptions_dropped: Family::default(),
+            tx_refused_syncing: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("height", "Latest committed height", m.height.clone());
@@ -79,7 +135,7 @@ impl Metrics {
         );
         registry.register(
             "commit_seconds",
-            "Time to write a block to the ledger",
+            "Time to write a block to the ledger (one redb write transaction, fsynced)",
             m.commit_seconds.clone(),
         );
         registry.register(
@@ -100,7 +156,61 @@ impl Metrics {
             "Network messages that did not decode",
             m.net_decode_failures.clone(),
         );
+        m.register_operability(&mut registry);
         Metrics { registry, ..m }
+    }
+
+    /// The metrics of issue 8 (consensus steps, blocks, signatures, sync, RPC, subscriptions).
+    fn register_operability(&self, r: &mut Registry) {
+        r.register("step_seconds", "Time spent in a consensus step", self.step_seconds.clone());
+        r.register("round_changes", "Rounds started after round 0", self.round_changes.clone());
+        r.register("block_bytes", "Encoded bytes per committed block", self.block_bytes.clone());
+        r.register(
+            "signature_batch_size",
+            "Signatures per verified batch",
+            self.signature_batch_size.clone(),
+        );
+        r.register(
+            "signature_batch_seconds",
+            "Time to verify a signature batch",
+            self.signature_batch_seconds.clone(),
+        );
+        r.register("catching_up", "1 while the node block-syncs", self.catching_up.clone());
+        r.register("rpc_requests", "JSON-RPC calls by method", self.rpc_requests.clone());
+        r.register("rpc_errors", "JSON-RPC error responses by method", self.rpc_errors.clone());
+        r.register("rpc_seconds", "JSON-RPC call time by method", self.rpc_seconds.clone());
+        r.register(
+            "rpc_connections_refused",
+            "RPC requests refused at rpc.connections_max",
+            self.rpc_connections_refused.clone(),
+        );
+        r.register("subscriptions", "Open WebSocket subscriptions", self.subscriptions.clone());
+        r.register(
+            "subscriptions_opened",
+            "WebSocket subscriptions accepted",
+            self.subscriptions_opened.clone(),
+        );
+        r.register(
+            "subscriptions_dropped",
+            "Subscriptions dropped by the node, by reason",
+            self.subscriptions_dropped.clone(),
+        );
+        r.register(
+            "tx_refused_syncing",
+            "Submitted txs refused while the node was catching up",
+            self.tx_refused_syncing.clone(),
+        );
+    }
+
+    pub fn subscription_dropped(&self, reason: &'static str) {
+        self.subscriptions_dropped.get_or_create(&vec![("reason", reason.to_string())]).inc();
+    }
+
+    /// Records one verified signature batch from `source` ("rpc" or "gossip").
+    pub fn signature_batch(&self, source: &'static str, size: usize, seconds: f64) {
+        let labels = vec![("source", source.to_string())];
+        self.signature_batch_size.get_or_create(&labels).observe(size as f64);
+        self.signature_batch_seconds.get_or_create(&labels).observe(seconds);
     }
 
     /// Refreshes the state gauges and renders the registry.
@@ -117,6 +227,8 @@ impl Metrics {
         self.peers.set(shared.network.peers().await.map_or(0, |p| p.len() as i64));
         self.gossip_txs_dropped.set(shared.gossip_dropped.load(Ordering::Relaxed) as i64);
         self.net_decode_failures.set(shared.network.stats().decode_failures as i64);
+        self.catching_up.set(i64::from(shared.catching_up.load(Ordering::Relaxed)));
+        self.subscriptions.set(shared.subscriptions.len() as i64);
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out = "# encoding failed\n".into();

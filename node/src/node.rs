@@ -95,7 +95,15 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
         None => None,
     };
 
-    let (rpc_handle, rpc_addr) = crate::rpc::start(shared.clone()).await?;
+    let rpc_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.rpc.worker_threads as usize)
+        .max_blocking_threads(config.rpc.blocking_threads as usize)
+        .thread_name("tally-rpc")
+        .enable_all()
+        .build()
+        .context("starting the RPC runtime")?;
+    let (rpc_handle, rpc_addr) =
+        crate::rpc::start(shared.clone(), rpc_runtime.handle().clone()).await?;
     tracing::info!(rpc = %rpc_addr, p2p = %config.p2p.listen_addr, peer_id = %net.local_peer_id(), "node started");
 
     let metrics_listener = tokio::net::TcpListener::bind(config.metrics.listen_addr)
@@ -134,6 +142,8 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
         },
     };
     let _ = rpc_handle.stop();
+    // A runtime may not be dropped from async code: let its threads wind down on their own.
+    rpc_runtime.shutdown_background();
     let _ = tokio::time::timeout(Duration::from_secs(2), net.shutdown()).await;
     if let Err(e) = &outcome {
         tracing::error!(error = %format!("{e:#}"), "node stopped");

@@ -3,16 +3,21 @@
 //! Method names, parameters and result fields follow CometBFT's RPC where the two overlap:
 //! parameters by name (`{"height":"5"}`) or by position (`["5"]`), 64-bit integers as decimal
 //! strings (numbers are accepted too), txs as base64 of their borsh encoding. tally's own
-//! methods: `account`, `broadcast_tx_batch`, `consensus_state`.
+//! methods: `account`, `broadcast_tx_batch`, `consensus_state`. WebSocket subscriptions are
+//! in `subscriptions.rs`; the status page and the connection-limit error in `http_layer.rs`;
+//! per-method metrics in `rpc_metrics.rs`.
 
+use crate::rpc_metrics::RpcMetrics;
 use crate::rpc_types::{b64, BlockResult, CommitJson, HeaderJson, TxJson};
 use crate::shared::{Shared, SubmitError};
-use jsonrpsee::server::{BatchRequestConfig, Server, ServerConfig, ServerHandle};
+use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
+use jsonrpsee::server::{BatchRequestConfig, PingConfig, Server, ServerConfig, ServerHandle};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::RpcModule;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tally_consensus::Height;
@@ -31,13 +36,13 @@ pub mod codes {
     pub const INTERNAL: i32 = -32603;
 }
 
-type RpcResult<T> = Result<T, ErrorObjectOwned>;
+pub(crate) type RpcResult<T> = Result<T, ErrorObjectOwned>;
 
-fn err(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
+pub(crate) fn err(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(code, message.into(), None::<()>)
 }
 
-fn invalid(message: impl Into<String>) -> ErrorObjectOwned {
+pub(crate) fn invalid(message: impl Into<String>) -> ErrorObjectOwned {
     err(codes::INVALID_PARAMS, message)
 }
 
@@ -48,13 +53,14 @@ fn internal(e: impl std::fmt::Display) -> ErrorObjectOwned {
 fn submit_err(e: SubmitError) -> ErrorObjectOwned {
     let code = match e {
         SubmitError::Encoding(_) | SubmitError::Decode(_) => codes::INVALID_PARAMS,
+        SubmitError::Syncing | SubmitError::TooManyWaiters(_) => codes::UNAVAILABLE,
         _ => codes::TX_REJECTED,
     };
     ErrorObjectOwned::owned(code, e.to_string(), Some(json!({ "reason": e.reason() })))
 }
 
 /// Parses named or positional parameters into `T`; no parameters give `T::default()`.
-fn parse<T: DeserializeOwned + Default>(params: &Params<'_>) -> RpcResult<T> {
+pub(crate) fn parse<T: DeserializeOwned + Default>(params: &Params<'_>) -> RpcResult<T> {
     if params.as_str().is_none_or(|s| s.trim().is_empty() || s.trim() == "null") {
         return Ok(T::default());
     }
@@ -107,6 +113,8 @@ struct TxBatchParams {
 #[derive(Deserialize, Default)]
 struct AccountParams {
     address: Option<String>,
+    #[serde(default)]
+    prove: bool,
 }
 
 fn parse_hash(s: Option<&str>) -> RpcResult<Hash> {
@@ -164,12 +172,19 @@ pub fn module(shared: Arc<Shared>) -> anyhow::Result<RpcModule<Shared>> {
         let (Some(block), Some(cert)) = (block, cert) else {
             return Err(err(codes::NOT_FOUND, format!("no commit at {h}")));
         };
+        let raw = |v: Result<Vec<u8>, std::io::Error>| v.map(|b| b64(&b)).map_err(internal);
         RpcResult::Ok(json!({
             "signed_header": {
                 "header": HeaderJson::new(&block.header),
                 "commit": CommitJson::new(&cert, &s.validators),
             },
             "canonical": true,
+            // borsh(Header) and borsh(CommitCertificate), for `tally verify` and other
+            // light clients (docs/wire-format.md).
+            "raw": {
+                "header": raw(borsh::to_vec(&block.header))?,
+                "certificate": raw(borsh::to_vec(&cert))?,
+            },
         }))
     })?;
     m.register_method("validators", |p, s, _| {
@@ -218,7 +233,7 @@ pub fn module(shared: Arc<Shared>) -> anyhow::Result<RpcModule<Shared>> {
         let a = q.address.ok_or_else(|| invalid("missing parameter: address"))?;
         let key = PublicKey::from_hex(a.strip_prefix("0x").unwrap_or(&a))
             .map_err(|e| invalid(format!("address: {e}")))?;
-        s.account_json(&key).map_err(internal)
+        s.account_json(&key, q.prove).map_err(internal)
     })?;
     m.register_async_method("broadcast_tx_async", |p, s, _| async move {
         let q: TxParams = parse(&p)?;
@@ -284,10 +299,15 @@ pub fn module(shared: Arc<Shared>) -> anyhow::Result<RpcModule<Shared>> {
             .collect();
         RpcResult::Ok(json!({ "accepted": accepted, "results": results }))
     })?;
+    crate::subscriptions::register(&mut m)?;
     Ok(m)
 }
 
-pub async fn start(shared: Arc<Shared>) -> anyhow::Result<(ServerHandle, std::net::SocketAddr)> {
+/// Starts the server on `runtime` (the RPC's own, see `rpc.worker_threads`).
+pub async fn start(
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Handle,
+) -> anyhow::Result<(ServerHandle, std::net::SocketAddr)> {
     let c = &shared.config.rpc;
     let batch = if c.batch_len_max == 0 {
         BatchRequestConfig::Disabled
@@ -298,14 +318,30 @@ pub async fn start(shared: Arc<Shared>) -> anyhow::Result<(ServerHandle, std::ne
         .max_request_body_size(c.body_bytes_max)
         .max_response_body_size(c.response_bytes_max)
         .max_connections(c.connections_max)
+        .max_subscriptions_per_connection(c.subscriptions_per_connection_max)
+        .set_message_buffer_capacity(c.ws_message_buffer_max)
+        // Pings find WebSocket clients that vanished without closing, so their
+        // subscriptions and connection slot are released.
+        .enable_ws_ping(PingConfig::new())
         .set_batch_request_config(batch)
+        .custom_tokio_runtime(runtime)
         .build();
+    let methods = module(shared.clone())?;
+    let known: Arc<BTreeSet<String>> =
+        Arc::new(methods.method_names().map(str::to_string).collect());
+    let metrics_shared = shared.clone();
+    let rpc_middleware = RpcServiceBuilder::new()
+        .layer_fn(move |service| RpcMetrics::new(service, metrics_shared.clone(), known.clone()));
+    let http_middleware =
+        tower::ServiceBuilder::new().layer(crate::http_layer::NodeHttpLayer::new(shared.clone()));
     let server = Server::builder()
         .set_config(server_config)
+        .set_rpc_middleware(rpc_middleware)
+        .set_http_middleware(http_middleware)
         .build(c.listen_addr)
         .await
         .map_err(|e| anyhow::anyhow!("binding the RPC server to {}: {e}", c.listen_addr))?;
     let addr = server.local_addr()?;
-    let handle = server.start(module(shared)?);
+    let handle = server.start(methods);
     Ok((handle, addr))
 }

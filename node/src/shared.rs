@@ -2,6 +2,7 @@
 //! the verifier, the commit notifications and the node's status.
 
 use crate::config::Config;
+use crate::events::{BlockEvent, EventSender};
 use crate::mempool::{Mempool, MempoolError, MempoolLimits};
 use base64::Engine as _;
 use parking_lot::{Mutex, RwLock};
@@ -9,7 +10,10 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tally_consensus::{BlockHash, CommitCertificate, Height, StateSummary, ValidatorSet};
+use std::time::Instant;
+use tally_consensus::{
+    BlockHash, CommitCertificate, Height, Round, StateSummary, Step, ValidatorSet,
+};
 use tally_crypto::{ChainId, Hash, PublicKey, SignedItem, Verifier, VerifyError};
 use tally_ledger::{Block, DecodeError, Genesis, Ledger, StatelessError, Tx, TxHash};
 use tally_network::NetworkHandle;
@@ -30,6 +34,8 @@ pub enum SubmitError {
     Mempool(#[from] MempoolError),
     #[error("too many broadcast_tx_commit calls are waiting ({0}); try again later")]
     TooManyWaiters(usize),
+    #[error("the node is catching up with its peers (block sync); submit to a node that is not syncing, or retry later")]
+    Syncing,
 }
 
 impl SubmitError {
@@ -49,6 +55,7 @@ impl SubmitError {
                 "insufficient_balance"
             }
             SubmitError::TooManyWaiters(_) => "busy",
+            SubmitError::Syncing => "syncing",
         }
     }
 }
@@ -109,6 +116,12 @@ pub struct Shared {
     pub metrics: crate::metrics::Metrics,
     /// True while the node is block-syncing (behind its peers).
     pub catching_up: std::sync::atomic::AtomicBool,
+    /// Committed blocks for WebSocket subscribers; bounded (rpc.subscription_lag_blocks_max),
+    /// never waited on.
+    pub events: EventSender,
+    pub subscriptions: crate::subscriptions::Registry,
+    /// The consensus step last published and when it began, for `tally_step_seconds`.
+    step_clock: Mutex<Option<(Height, Round, Step, Instant)>>,
 }
 
 impl Shared {
@@ -128,8 +141,10 @@ impl Shared {
             bytes_max: config.mempool.bytes_max,
             txs_per_sender_max: config.mempool.txs_per_sender_max,
         };
+        let events = tokio::sync::broadcast::channel(config.rpc.subscription_lag_blocks_max).0;
         Shared {
             chain_id: genesis.chain_id.clone(),
+            events,
             config,
             genesis,
             validators,
@@ -145,6 +160,8 @@ impl Shared {
             consensus: RwLock::new(None),
             metrics: crate::metrics::Metrics::new(),
             catching_up: std::sync::atomic::AtomicBool::new(false),
+            subscriptions: crate::subscriptions::Registry::default(),
+            step_clock: Mutex::new(None),
         }
     }
 
@@ -164,6 +181,16 @@ impl Shared {
             .map_err(|e| SubmitError::Encoding(e.to_string()))
     }
 
+    /// A syncing node's state is behind its peers': its nonce and balance checks would
+    /// judge against old state, and it does not propose, so txs are refused outright.
+    pub fn refuse_while_syncing(&self) -> Result<(), SubmitError> {
+        if self.catching_up.load(Ordering::Relaxed) {
+            self.metrics.tx_refused_syncing.inc();
+            return Err(SubmitError::Syncing);
+        }
+        Ok(())
+    }
+
     fn decode_checked(&self, bytes: &[u8]) -> Result<Tx, SubmitError> {
         let tx = Tx::decode(bytes)?;
         tx.check_stateless()?;
@@ -173,6 +200,7 @@ impl Shared {
     /// Decodes, checks the signature and admits one tx to the mempool, then queues it for
     /// gossip.
     pub async fn submit_tx(&self, bytes: Vec<u8>) -> Result<TxHash, SubmitError> {
+        self.refuse_while_syncing()?;
         let tx = self.decode_checked(&bytes)?;
         let message = tx.signing_bytes(&self.chain_id);
         self.verifier.verify(SignedItem {
@@ -186,6 +214,7 @@ impl Shared {
     /// Like `submit_tx`, but answers once the tx decodes; the checks run in the background
     /// (CometBFT's broadcast_tx_async). A refusal then is only logged.
     pub fn submit_tx_async(self: &Arc<Self>, bytes: Vec<u8>) -> Result<TxHash, SubmitError> {
+        self.refuse_while_syncing()?;
         let tx = self.decode_checked(&bytes)?;
         let hash = tx.hash();
         let shared = self.clone();
@@ -202,6 +231,9 @@ impl Shared {
         self: &Arc<Self>,
         txs: Vec<String>,
     ) -> Vec<Result<TxHash, SubmitError>> {
+        if let Err(e) = self.refuse_while_syncing() {
+            return vec![Err(e)];
+        }
         let shared = self.clone();
         let work = tokio::task::spawn_blocking(move || shared.submit_batch_blocking(txs));
         match work.await {
@@ -233,7 +265,9 @@ impl Shared {
                 signature: &tx.signature,
             })
             .collect();
+        let started = Instant::now();
         let verdicts = self.verifier.verify_many(&items);
+        self.metrics.signature_batch("rpc", items.len(), started.elapsed().as_secs_f64());
         let mut sig_ok = vec![true; decoded.len()];
         let mut sig_err: HashMap<usize, VerifyError> = HashMap::new();
         for ((i, _, _), v) in ok.iter().zip(verdicts) {
@@ -287,6 +321,7 @@ impl Shared {
     /// Registers interest in the commit of the tx in `bytes` (before submitting it, so that
     /// a fast commit is not missed).
     pub fn commit_waiter_for(&self, bytes: &[u8]) -> Result<CommitWaiter, SubmitError> {
+        self.refuse_while_syncing()?;
         let tx = self.decode_checked(bytes)?;
         let max = self.config.rpc.tx_commit_waiters_max;
         if self.waiters_count.load(Ordering::Relaxed) as usize >= max {
@@ -320,6 +355,46 @@ impl Shared {
         });
         let after: usize = waiters.values().map(Vec::len).sum();
         self.waiters_count.fetch_sub((before - after) as u64, Ordering::Relaxed);
+    }
+
+    /// Called by the driver after each commit: publishes the block to subscribers. Never
+    /// waits (a broadcast channel drops the oldest event for a subscriber that lags).
+    pub fn publish_block(&self, block: &Block, tx_hashes: &[TxHash]) {
+        self.metrics.block_bytes.observe(block.encoded_len() as f64);
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        let event = BlockEvent {
+            height: block.header.height,
+            block: block.clone(),
+            tx_hashes: tx_hashes.to_vec(),
+        };
+        let _ = self.events.send(Arc::new(event));
+    }
+
+    /// Called by the driver after each step: publishes the consensus state (for
+    /// `consensus_state` and the status page) and times the steps.
+    pub fn set_consensus(&self, summary: StateSummary) {
+        let now = Instant::now();
+        let key = (summary.height, summary.round, summary.step);
+        {
+            let mut clock = self.step_clock.lock();
+            match *clock {
+                Some((h, r, step, _)) if (h, r, step) == key => {}
+                previous => {
+                    if let Some((h, r, step, since)) = previous {
+                        let labels = vec![("step", format!("{step:?}").to_ascii_lowercase())];
+                        let seconds = now.duration_since(since).as_secs_f64();
+                        self.metrics.step_seconds.get_or_create(&labels).observe(seconds);
+                        if h == summary.height && summary.round > r {
+                            self.metrics.round_changes.inc();
+                        }
+                    }
+                    *clock = Some((key.0, key.1, key.2, now));
+                }
+            }
+        }
+        *self.consensus.write() = Some(summary);
     }
 
     // ----- queries -----
@@ -359,6 +434,8 @@ impl Shared {
                     "index": proof.index.to_string(),
                     "leaf_hash": tally_ledger::tx_merkle::tx_leaf_hash(&hash).to_hex(),
                     "aunts": proof.path.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
+                    // borsh(TxProof), for `tally verify` and other light clients.
+                    "raw": crate::rpc_types::b64(&borsh::to_vec(&proof)?),
                 },
             }))
         } else {
@@ -367,20 +444,39 @@ impl Shared {
         Ok(Some(FoundTx { height, index, tx, proof }))
     }
 
-    pub fn account_json(&self, key: &PublicKey) -> anyhow::Result<Value> {
-        let (account, height, next_nonce) = {
+    /// The committed account at the tip; with `prove`, its proof of presence or absence
+    /// under the tip header's state root (read under one ledger lock, so the proof, the
+    /// account and `height` belong together).
+    pub fn account_json(&self, key: &PublicKey, prove: bool) -> anyhow::Result<Value> {
+        let (account, height, next_nonce, proof) = {
             let mempool = self.mempool.lock();
             let ledger = self.ledger.read();
             let account = ledger.account(key);
-            (account, ledger.tip().map_or(0, |(h, _)| h.0), mempool.next_nonce(key, &account))
+            let proof = if prove {
+                let (_, proof) = ledger.account_with_proof(key);
+                Some((ledger.state().get(key).is_some(), ledger.state().root(), proof))
+            } else {
+                None
+            };
+            let height = ledger.tip().map_or(0, |(h, _)| h.0);
+            (account, height, mempool.next_nonce(key, &account), proof)
         };
-        Ok(json!({
+        let mut out = json!({
             "address": key.to_hex(),
             "balance": account.balance.to_string(),
             "nonce": account.nonce.to_string(),
             "next_nonce": next_nonce.to_string(),
             "height": height.to_string(),
-        }))
+        });
+        if let Some((present, root, proof)) = proof {
+            out["proof"] = json!({
+                "present": present,
+                "state_root": root.to_hex(),
+                // borsh(AccountProof), for `tally verify` and other light clients.
+                "raw": crate::rpc_types::b64(&borsh::to_vec(&proof)?),
+            });
+        }
+        Ok(out)
     }
 
     pub fn mempool_size(&self) -> (usize, u64) {

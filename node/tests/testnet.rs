@@ -175,3 +175,102 @@ fn bad_transactions_get_clear_errors_and_change_nothing_slow() {
     assert!(metrics.contains("tally_height "), "{metrics}");
     assert!(metrics.contains("tally_txs_committed_total 1"), "{metrics}");
 }
+
+/// Runs `tally verify ...`; (success, stdout + stderr).
+fn tally_verify(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(common::tally_bin())
+        .arg("verify")
+        .args(args)
+        .output()
+        .expect("run tally verify");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Flips one bit of the base64 field `field` of a bundle at byte `at` (mod its length).
+fn tampered(bundle: &serde_json::Value, field: &str, at: usize) -> serde_json::Value {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut bytes = engine.decode(bundle[field].as_str().expect("field")).expect("base64");
+    let i = at % bytes.len();
+    bytes[i] ^= 0x01;
+    let mut out = bundle.clone();
+    out[field] = serde_json::Value::String(engine.encode(bytes));
+    out
+}
+
+#[test]
+fn tally_verify_accepts_real_proofs_and_rejects_tampered_ones_slow() {
+    let net = Testnet::start(4, 10);
+    net.wait_height(&[0, 1, 2, 3], 1, Duration::from_secs(90));
+    let tx = net.signed_transfer(2, 3, 42, 0);
+    net.rpc(1, "broadcast_tx_commit", json!({ "tx": b64(&tx) })).expect("commit");
+    let genesis = net.nodes[0].home.join("genesis.json");
+    let genesis = genesis.to_str().expect("utf-8 path");
+    let rpc = format!("http://127.0.0.1:{}", net.nodes[2].rpc_port);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let saved = dir.path().join("tx.json");
+    let hash = tx.hash().0.to_hex();
+
+    let (ok, text) = tally_verify(&[
+        "tx",
+        "--genesis",
+        genesis,
+        "--rpc",
+        &rpc,
+        "--hash",
+        &hash,
+        "--save",
+        saved.to_str().expect("path"),
+    ]);
+    assert!(ok && text.contains(&format!("verified: tx {hash}")), "{text}");
+    let bundle: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).expect("bundle")).expect("json");
+    let (ok, text) =
+        tally_verify(&["tx", "--genesis", genesis, "--bundle", saved.to_str().expect("path")]);
+    assert!(ok, "offline: {text}");
+
+    // Every tampered variant is refused, with a reason.
+    let bad = dir.path().join("bad.json");
+    for field in ["header", "certificate", "proof", "tx"] {
+        for at in [0usize, 7, 40, 77, 150] {
+            std::fs::write(&bad, tampered(&bundle, field, at).to_string()).expect("write");
+            let (ok, text) = tally_verify(&[
+                "tx",
+                "--genesis",
+                genesis,
+                "--bundle",
+                bad.to_str().expect("path"),
+            ]);
+            assert!(!ok && text.contains("NOT verified"), "{field}@{at} accepted: {text}");
+        }
+    }
+
+    // An account: its real state verifies; a richer claim does not; a stranger is absent.
+    let address = net.account_key(3).public().to_hex();
+    let saved = dir.path().join("account.json");
+    let (ok, text) = tally_verify(&[
+        "account",
+        "--genesis",
+        genesis,
+        "--rpc",
+        &rpc,
+        "--address",
+        &address,
+        "--save",
+        saved.to_str().expect("path"),
+    ]);
+    assert!(ok && text.contains("holds 1000000000042"), "{text}");
+    let mut bundle: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).expect("bundle")).expect("json");
+    bundle["account"]["balance"] = json!(1_000_000_000_043u64);
+    std::fs::write(&bad, bundle.to_string()).expect("write");
+    let (ok, text) =
+        tally_verify(&["account", "--genesis", genesis, "--bundle", bad.to_str().expect("path")]);
+    assert!(!ok && text.contains("account proof does not verify"), "{text}");
+    let stranger = tally_crypto::Keypair::derive_insecure("nobody").public().to_hex();
+    let (ok, text) =
+        tally_verify(&["account", "--genesis", genesis, "--rpc", &rpc, "--address", &stranger]);
+    assert!(ok && text.contains("does not exist"), "{text}");
+}

@@ -144,7 +144,7 @@ impl Driver {
                 self.execute(output, &mut queue).await?;
             }
         }
-        *self.shared.consensus.write() = Some(self.core.state_summary());
+        self.shared.set_consensus(self.core.state_summary());
         Ok(())
     }
 
@@ -367,6 +367,7 @@ impl Driver {
             mempool.update(&committed, |k| ledger.account(k))
         };
         self.shared.notify_committed(height, &hashes);
+        self.shared.publish_block(block, &hashes);
         self.record_commit_metrics(block, started);
         tracing::info!(
             height = height.0,

@@ -55,8 +55,13 @@ pub fn tally_bin() -> &'static str {
 }
 
 impl Testnet {
-    /// Writes and starts `n` validators; waits until each has committed `min_height`.
+    /// Writes and starts `n` validators.
     pub fn start(n: u32, accounts: u32) -> Testnet {
+        Testnet::start_with(n, accounts, |_| {})
+    }
+
+    /// Like `start`, with each node's config.toml edited by `edit` before it starts.
+    pub fn start_with(n: u32, accounts: u32, edit: impl Fn(&mut toml::Table)) -> Testnet {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = free_base_port(n);
         let chain = format!("tally-it-{base}");
@@ -75,6 +80,12 @@ impl Testnet {
         for i in 0..n {
             let home = dir.path().join(format!("node{i}"));
             let p2p = base + 10 * i as u16;
+            let config_path = home.join("config.toml");
+            let text = std::fs::read_to_string(&config_path).expect("read config.toml");
+            let mut table: toml::Table = toml::from_str(&text).expect("parse config.toml");
+            edit(&mut table);
+            std::fs::write(&config_path, toml::to_string(&table).expect("encode config"))
+                .expect("write config.toml");
             nodes.push(Node { home, rpc_port: p2p + 1, metrics_port: p2p + 4, child: None });
         }
         let mut net = Testnet {
@@ -130,6 +141,29 @@ impl Testnet {
             (_, Some(e)) => Err(e.clone()),
             _ => Err(json!({ "malformed": reply })),
         }
+    }
+
+    /// POSTs raw bytes to node i's RPC port: the HTTP status and the body as JSON
+    /// (`Value::Null` if it is not JSON).
+    pub fn post_raw(&self, i: usize, body: &[u8]) -> (u16, Value) {
+        let url = format!("http://127.0.0.1:{}", self.nodes[i].rpc_port);
+        let reply = self.http.post(&url).set("content-type", "application/json").send_bytes(body);
+        let response = match reply {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("POST to node {i}: {e}"),
+        };
+        let status = response.status();
+        let text = response.into_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub fn rpc_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.nodes[i].rpc_port)
+    }
+
+    pub fn ws_url(&self, i: usize) -> String {
+        format!("ws://127.0.0.1:{}", self.nodes[i].rpc_port)
     }
 
     /// The Prometheus text of node i.
