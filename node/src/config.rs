@@ -104,6 +104,11 @@ pub struct MempoolConfig {
     pub gossip_batch_txs_max: usize,
     /// ...or after this long, whichever comes first.
     pub gossip_interval_ms: u64,
+    /// Every this often, the oldest pending txs (up to `regossip_txs_max`) are gossiped
+    /// again, so that a tx whose first gossip was lost (a full queue, a peer that got nonce
+    /// n+1 before n, a node that never proposes) still reaches a proposer. 0 turns it off.
+    pub regossip_interval_ms: u64,
+    pub regossip_txs_max: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -191,6 +196,8 @@ impl Default for MempoolConfig {
             txs_per_sender_max: 10_000,
             gossip_batch_txs_max: 2_000,
             gossip_interval_ms: 20,
+            regossip_interval_ms: 3_000,
+            regossip_txs_max: 1_000,
         }
     }
 }
@@ -264,6 +271,11 @@ impl Config {
         }
         if self.mempool.txs_per_sender_max > self.mempool.txs_max {
             bail!("mempool.txs_per_sender_max must not exceed mempool.txs_max");
+        }
+        if self.mempool.regossip_interval_ms > 0
+            && (self.mempool.regossip_interval_ms < 100 || self.mempool.regossip_txs_max == 0)
+        {
+            bail!("mempool.regossip_interval_ms must be 0 (off) or at least 100, with mempool.regossip_txs_max > 0");
         }
         if self.mempool.gossip_interval_ms == 0 || self.mempool.gossip_interval_ms > 10_000 {
             bail!("mempool.gossip_interval_ms must be between 1 and 10000");

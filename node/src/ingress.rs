@@ -68,19 +68,29 @@ fn admit_batch(shared: &Shared, txs: Vec<Tx>, stats: &IngressStats) -> bool {
     all_ok
 }
 
-/// Gossips txs admitted through RPC, in batches of at most `batch_max` or every `interval`.
-pub async fn run_tx_gossip(
-    net: NetworkHandle,
-    mut rx: mpsc::Receiver<Tx>,
-    batch_max: usize,
-    interval: Duration,
-) {
-    let batch_max = batch_max.min(tally_network::wire::TX_BATCH_TXS_MAX as usize);
+/// Gossips txs admitted through RPC, in batches of at most `gossip_batch_txs_max` or every
+/// `gossip_interval_ms`; and every `regossip_interval_ms` the oldest pending txs again.
+pub async fn run_tx_gossip(shared: Arc<Shared>, mut rx: mpsc::Receiver<Tx>) {
+    let c = shared.config.mempool.clone();
+    let net = shared.network.clone();
+    let batch_max = c.gossip_batch_txs_max.min(tally_network::wire::TX_BATCH_TXS_MAX as usize);
     let mut batch: Vec<Tx> = Vec::with_capacity(batch_max);
-    let mut tick = tokio::time::interval(interval);
+    let mut tick = tokio::time::interval(Duration::from_millis(c.gossip_interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let regossip_every = Duration::from_millis(c.regossip_interval_ms.max(1));
+    let mut regossip =
+        tokio::time::interval_at(tokio::time::Instant::now() + regossip_every, regossip_every);
+    regossip.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = regossip.tick(), if c.regossip_interval_ms > 0 => {
+                let limit = c.regossip_txs_max.min(batch_max);
+                let oldest = shared.mempool.lock().oldest(limit);
+                if !oldest.is_empty() {
+                    let mut oldest = oldest;
+                    flush(&net, &mut oldest);
+                }
+            }
             tx = rx.recv() => match tx {
                 Some(tx) => {
                     batch.push(tx);

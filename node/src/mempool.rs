@@ -157,6 +157,11 @@ impl Mempool {
         out
     }
 
+    /// The `limit` oldest pending txs, in arrival order (for re-gossip).
+    pub fn oldest(&self, limit: usize) -> Vec<Tx> {
+        self.order.values().take(limit).map(|h| self.by_hash[h].tx).collect()
+    }
+
     /// After a commit: drops the committed txs, then for each sender they touched, the txs
     /// that can no longer execute (nonce already used, a gap, or spends above the balance).
     /// `account` gives the newly committed account of a sender. Returns how many were
@@ -259,6 +264,7 @@ mod tests {
         let reaped = m.reap(10, 10_000);
         assert_eq!(reaped.iter().map(|t| t.transfer.nonce).collect::<Vec<_>>(), vec![3, 4]);
         assert_eq!(m.reap(1, 10_000).len(), 1);
+        assert_eq!(m.oldest(1).iter().map(|t| t.transfer.nonce).collect::<Vec<_>>(), vec![3]);
         assert_eq!(m.reap(10, 299).len(), 1);
     }
 

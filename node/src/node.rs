@@ -114,12 +114,7 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
     let ingress_stats = Arc::new(IngressStats::default());
     let tx_events = std::mem::replace(&mut events.txs, tokio::sync::mpsc::channel(1).1);
     tokio::spawn(run_tx_ingress(shared.clone(), tx_events, ingress_stats));
-    tokio::spawn(run_tx_gossip(
-        net.clone(),
-        gossip_rx,
-        config.mempool.gossip_batch_txs_max,
-        Duration::from_millis(config.mempool.gossip_interval_ms),
-    ));
+    tokio::spawn(run_tx_gossip(shared.clone(), gossip_rx));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let driver = Driver::new(shared.clone(), core, record, net.clone());
