@@ -15,10 +15,14 @@ mod evidence;
 pub mod limits;
 mod proposal;
 mod signer;
+#[cfg(feature = "testing")]
+pub mod sim;
 mod types;
 mod validators;
 mod vote;
 
+#[cfg(feature = "testing")]
+pub use crate::core::Bug;
 pub use crate::core::{
     ConfigError, Core, CoreConfig, Input, Output, SignedMessage, StateSummary, Stats, Step,
     Timeout, TimeoutParams, TimeoutStep,

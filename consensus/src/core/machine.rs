@@ -60,6 +60,9 @@ pub struct Core {
     /// The decision of the current height (step = Commit).
     pub(super) decision: Option<CommitCertificate>,
     pub(super) stats: Stats,
+    /// A deliberate bug switched on by a test (`Core::set_bug`); `None` in every real run.
+    #[cfg(feature = "testing")]
+    pub(super) bug: Option<crate::core::bug::Bug>,
 }
 
 impl Core {
@@ -92,6 +95,8 @@ impl Core {
             certificate: None,
             decision: None,
             stats: Stats::default(),
+            #[cfg(feature = "testing")]
+            bug: None,
         })
     }
 

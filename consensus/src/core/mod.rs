@@ -17,9 +17,14 @@
 //!   its node for a value, and the timeout moves it on like everyone else.
 //! - valid(v) is asked for once per block hash per height (`Output::ValidateValue`); rules
 //!   that need it wait for the answer (bounded by the propose timeout).
+//! - A validator's conflicting vote (equivocation) is reported as evidence and also counted
+//!   for its own value, as the paper counts every message received; only its first vote goes
+//!   into certificates and counts towards "2f+1 of any kind". Counting only the first vote
+//!   lost liveness when honest validators are exactly a quorum (`vote_keeper.rs`).
 //! - A restart restores this validator's own messages of the height from its signing record,
 //!   its lock from its highest precommit for a value, and resumes at its highest round.
 
+mod bug;
 mod config;
 mod future;
 mod handlers;
@@ -33,6 +38,8 @@ mod sign_record;
 mod state;
 mod vote_keeper;
 
+#[cfg(feature = "testing")]
+pub use bug::Bug;
 pub use config::{ConfigError, CoreConfig, TimeoutParams};
 pub use io::{Input, Output, SignedMessage, Timeout, TimeoutStep};
 pub use machine::Core;

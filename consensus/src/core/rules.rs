@@ -16,6 +16,7 @@ use crate::certificate::CommitCertificate;
 use crate::core::io::{Output, TimeoutStep};
 use crate::core::machine::{Core, Once};
 use crate::core::state::Step;
+use crate::core::vote_keeper::VoteTally;
 use crate::types::{BlockHash, Round, VoteType};
 
 impl Core {
@@ -37,7 +38,7 @@ impl Core {
     /// L49-L54: 2f+1 precommits for id(v) in some round, and valid(v): decide.
     fn upon_precommit_quorum_for_value(&mut self, out: &mut Vec<Output>) -> bool {
         let counted = self.votes.rounds().find_map(|(round, votes)| {
-            votes.precommits.quorum_value(&self.validators).map(|value| (round, value))
+            self.quorum_value(&votes.precommits).map(|value| (round, value))
         });
         let mut candidates: Vec<(Round, BlockHash)> = counted.into_iter().collect();
         if let Some(c) = &self.certificate {
@@ -63,8 +64,8 @@ impl Core {
     /// the certificate the node handed over.
     fn certificate_for(&self, round: Round, value: BlockHash) -> CommitCertificate {
         let precommits = self.votes.tally(round, VoteType::Precommit);
-        if precommits.quorum_value(&self.validators) == Some(value) {
-            let signed = precommits.votes().filter(|v| v.vote.block_hash == Some(value));
+        if self.quorum_value(precommits) == Some(value) {
+            let signed = precommits.votes_for(Some(value));
             return CommitCertificate::from_precommits(self.height, round, value, signed);
         }
         self.certificate.clone().expect("a candidate is counted precommits or the certificate")
@@ -99,14 +100,20 @@ impl Core {
         let Some(valid) = self.proposals.is_valid(&value) else { return false };
         let prevote_value = match pol_round {
             // L23: valid(v) and (lockedRound = -1 or lockedValue = v).
-            None => valid && self.locked.is_none_or(|(_, locked)| locked == value),
+            None => {
+                valid
+                    && (self.ignores_lock()
+                        || self.locked.is_none_or(|(_, locked)| locked == value))
+            }
             // L29: valid(v) and (lockedRound <= vr or lockedValue = v). check_shape made
             // vr < round when the proposal was accepted.
             Some(vr) => {
                 if !self.has_polka(vr, value) {
                     return false;
                 }
-                valid && self.locked.is_none_or(|(lr, locked)| lr <= vr || locked == value)
+                valid
+                    && (self.ignores_lock()
+                        || self.locked.is_none_or(|(lr, locked)| lr <= vr || locked == value))
             }
         };
         // L24/L30 prevote id(v), or L26/L32 prevote nil.
@@ -119,7 +126,7 @@ impl Core {
     fn upon_prevote_quorum_any(&mut self, out: &mut Vec<Output>) -> bool {
         let total = self.votes.tally(self.round, VoteType::Prevote).total();
         if self.step != Step::Prevote
-            || !self.validators.has_quorum(total)
+            || !self.is_quorum(total)
             || !self.fired.insert((self.round, Once::PrevoteQuorum))
         {
             return false;
@@ -154,7 +161,7 @@ impl Core {
     /// L44-L46: 2f+1 prevotes for nil while step = prevote: precommit nil.
     fn upon_polka_for_nil(&mut self, out: &mut Vec<Output>) -> bool {
         let nil_power = self.votes.tally(self.round, VoteType::Prevote).power_for(None);
-        if self.step != Step::Prevote || !self.validators.has_quorum(nil_power) {
+        if self.step != Step::Prevote || !self.is_quorum(nil_power) {
             return false;
         }
         self.send_vote(VoteType::Precommit, None, out);
@@ -165,9 +172,7 @@ impl Core {
     /// L47-L48: 2f+1 precommits of any kind, first time: timeout.
     fn upon_precommit_quorum_any(&mut self, out: &mut Vec<Output>) -> bool {
         let total = self.votes.tally(self.round, VoteType::Precommit).total();
-        if !self.validators.has_quorum(total)
-            || !self.fired.insert((self.round, Once::PrecommitQuorum))
-        {
+        if !self.is_quorum(total) || !self.fired.insert((self.round, Once::PrecommitQuorum)) {
             return false;
         }
         self.schedule_timeout(TimeoutStep::Precommit, out);
@@ -177,6 +182,11 @@ impl Core {
     /// 2f+1 prevotes for id(value) in `round`.
     fn has_polka(&self, round: Round, value: BlockHash) -> bool {
         let power = self.votes.tally(round, VoteType::Prevote).power_for(Some(value));
-        self.validators.has_quorum(power)
+        self.is_quorum(power)
+    }
+
+    /// The non-nil value of `tally` with a quorum of the power, if any.
+    fn quorum_value(&self, tally: &VoteTally) -> Option<BlockHash> {
+        tally.values().find(|(value, power)| value.is_some() && self.is_quorum(*power))?.0
     }
 }

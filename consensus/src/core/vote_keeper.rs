@@ -2,9 +2,20 @@
 //! the highest round each validator has been heard from (for the round skip, L55).
 //!
 //! Rules:
-//! - The first vote of a validator for (round, type) is the one that counts. The same vote
-//!   again is a duplicate (gossip does that); a different one is equivocation evidence and is
-//!   never counted.
+//! - The first vote of a validator for (round, type) is its vote: it goes into certificates
+//!   and counts once towards "2f+1 of any kind" (L34, L47). The same vote again is a
+//!   duplicate (gossip does that); one for another value is equivocation evidence.
+//! - A conflicting vote also counts for its own value, like the paper's "2f+1 <PREVOTE, h,
+//!   r, id(v)>", which counts every message received: a Byzantine validator that sent X to
+//!   some and Y to others is then counted for X and for Y by whoever received both. Counting
+//!   it only for its first value (as this keeper first did) loses liveness when honest
+//!   validators are exactly a quorum: a polka for X seen by some, built with the Byzantine
+//!   X vote, can never be seen by those who got its Y vote first, so no later proposal
+//!   carrying X's POL round is ever accepted by them (found by the simulator, seed 292).
+//!   Safety is unchanged: two quorums still overlap in more than 1/3 of the power, so in an
+//!   honest validator, whatever the Byzantine ones are counted for. At most
+//!   [`CONFLICTS_MAX`] conflicting votes per validator and (round, type) are kept (later
+//!   ones are reported, not counted), so a validator signing many values cannot grow memory.
 //! - Rounds are kept from 0 to `current round + rounds_ahead_max`; a vote beyond that window
 //!   is not stored but still raises its sender's highest round, so a validator that fell far
 //!   behind in rounds can still skip ahead. The window bounds memory: at most
@@ -16,6 +27,9 @@ use crate::types::{BlockHash, Round, ValidatorIndex, VoteType, VotingPower};
 use crate::validators::ValidatorSet;
 use crate::vote::SignedVote;
 use std::collections::BTreeMap;
+
+/// Most conflicting votes kept and counted per validator and (round, type), besides its first.
+pub const CONFLICTS_MAX: usize = 3;
 
 /// What adding a vote did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,11 +45,15 @@ pub enum AddVote {
 /// The votes of one type in one round.
 #[derive(Clone, Debug, Default)]
 pub struct VoteTally {
-    /// The counted vote of each validator.
+    /// The first vote of each validator.
     votes: BTreeMap<ValidatorIndex, SignedVote>,
-    /// Power per voted value (`None` = nil); sums the powers of `votes`.
+    /// Further votes of a validator, each for a value different from all its others; at
+    /// most CONFLICTS_MAX per validator.
+    conflicts: BTreeMap<ValidatorIndex, Vec<SignedVote>>,
+    /// Power per voted value (`None` = nil): each validator counted once for each value it
+    /// voted for (in `votes` or `conflicts`).
     by_value: BTreeMap<Option<BlockHash>, VotingPower>,
-    /// Power of all counted votes, whatever the value.
+    /// Power of the validators that voted, each counted once whatever the value.
     total: VotingPower,
 }
 
@@ -52,11 +70,27 @@ impl VoteTally {
         self.votes.get(&validator)
     }
 
+    /// The first vote of each validator.
     pub fn votes(&self) -> impl Iterator<Item = &SignedVote> + '_ {
         self.votes.values()
     }
 
-    /// The non-nil value with more than 2/3 of the power, if any.
+    /// Every stored vote for `value`, first or conflicting (one per validator).
+    pub fn votes_for(&self, value: Option<BlockHash>) -> impl Iterator<Item = &SignedVote> + '_ {
+        self.votes
+            .values()
+            .chain(self.conflicts.values().flatten())
+            .filter(move |v| v.vote.block_hash == value)
+    }
+
+    /// Power per voted value (`None` = nil), in value order.
+    pub fn values(&self) -> impl Iterator<Item = (Option<BlockHash>, VotingPower)> + '_ {
+        self.by_value.iter().map(|(value, power)| (*value, *power))
+    }
+
+    /// The non-nil value with more than 2/3 of the power, if any (the rules use
+    /// `Core::quorum_value`, which a testing bug can bend).
+    #[cfg(test)]
     pub fn quorum_value(&self, validators: &ValidatorSet) -> Option<BlockHash> {
         self.by_value
             .iter()
@@ -67,13 +101,19 @@ impl VoteTally {
     fn add(&mut self, vote: SignedVote, power: VotingPower) -> AddVote {
         let validator = vote.vote.validator;
         if let Some(first) = self.votes.get(&validator) {
-            if *first == vote {
+            // Equal contents are the same vote, even under another signature.
+            let others = self.conflicts.get(&validator).map_or(&[][..], |c| c.as_slice());
+            if first.vote == vote.vote || others.iter().any(|o| o.vote == vote.vote) {
                 return AddVote::Duplicate;
             }
-            return AddVote::Equivocation(Evidence::DuplicateVote {
-                first: first.clone(),
-                second: vote,
-            });
+            let evidence = Evidence::DuplicateVote { first: first.clone(), second: vote.clone() };
+            let others = self.conflicts.entry(validator).or_default();
+            if others.len() < CONFLICTS_MAX {
+                // Cannot overflow: each validator adds its power at most once per value.
+                self.by_value.entry(vote.vote.block_hash).or_default().0 += power.0;
+                others.push(vote);
+            }
+            return AddVote::Equivocation(evidence);
         }
         let entry = self.by_value.entry(vote.vote.block_hash).or_default();
         // Cannot overflow: sums of distinct validators' powers stay below the set's total.
@@ -83,19 +123,39 @@ impl VoteTally {
         AddVote::Counted
     }
 
-    /// Recomputes the tallies from the votes; `Err` names the first mismatch.
+    /// Recomputes the tallies from the votes; `Err` names the first mismatch. Runs after
+    /// every step in tests and the simulator, so it avoids allocating more than one small
+    /// vector (a tally holds a handful of values).
     fn check(&self, validators: &ValidatorSet) -> Result<(), String> {
-        let mut by_value: BTreeMap<Option<BlockHash>, VotingPower> = BTreeMap::new();
+        let mut recount: Vec<(Option<BlockHash>, u64)> = Vec::with_capacity(self.by_value.len());
         let mut total = 0u64;
         for (validator, vote) in &self.votes {
-            if vote.vote.validator != *validator {
-                return Err(format!("vote of {} filed under {}", vote.vote.validator, validator));
-            }
             let power = validators.power_of(*validator).0;
-            by_value.entry(vote.vote.block_hash).or_default().0 += power;
             total += power;
+            let others = self.conflicts.get(validator).map_or(&[][..], |c| c.as_slice());
+            if others.len() > CONFLICTS_MAX {
+                return Err(format!("{} conflicting votes of {validator}", others.len()));
+            }
+            for (k, v) in std::iter::once(vote).chain(others).enumerate() {
+                let repeated = std::iter::once(vote)
+                    .chain(others)
+                    .take(k)
+                    .any(|w| w.vote.block_hash == v.vote.block_hash);
+                if v.vote.validator != *validator || repeated {
+                    return Err(format!("vote {:?} filed under {validator} twice", v.vote));
+                }
+                match recount.iter_mut().find(|(value, _)| *value == v.vote.block_hash) {
+                    Some(entry) => entry.1 += power,
+                    None => recount.push((v.vote.block_hash, power)),
+                }
+            }
         }
-        if by_value != self.by_value || total != self.total.0 {
+        if self.conflicts.keys().any(|v| !self.votes.contains_key(v)) {
+            return Err("conflicting votes without a first vote".to_string());
+        }
+        let matches = recount.len() == self.by_value.len()
+            && recount.iter().all(|(value, power)| self.power_for(*value).0 == *power);
+        if !matches || total != self.total.0 {
             return Err("vote tally does not match the counted votes".to_string());
         }
         Ok(())
@@ -249,7 +309,7 @@ mod tests {
     }
 
     #[test]
-    fn tallies_count_first_votes_only() {
+    fn conflicting_votes_count_for_their_value_but_once_in_total() {
         let validators = set(&[2, 1, 1]);
         let a = Some(BlockHash(tally_crypto::Hash::digest(b"a")));
         let mut keeper = VoteKeeper::default();
@@ -260,9 +320,12 @@ mod tests {
         let tally = keeper.tally(Round(0), VoteType::Prevote);
         assert_eq!(
             (tally.power_for(a), tally.power_for(None), tally.total()),
-            (VotingPower(2), VotingPower(1), VotingPower(3))
+            (VotingPower(2), VotingPower(3), VotingPower(3)),
+            "validator 0 counts for a and for nil, once in the total"
         );
         assert_eq!(tally.quorum_value(&validators), None, "2 of 4 is no quorum");
+        assert_eq!(keeper.add(prevote(0, 0, None), &validators), AddVote::Duplicate);
+        assert_eq!(keeper.tally(Round(0), VoteType::Prevote).votes_for(None).count(), 2);
         assert_eq!(keeper.add(prevote(2, 0, a), &validators), AddVote::Counted);
         assert_eq!(keeper.tally(Round(0), VoteType::Prevote).quorum_value(&validators), a);
         keeper.check(&validators).unwrap();
