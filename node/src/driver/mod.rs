@@ -217,9 +217,12 @@ impl Driver {
         }
     }
 
-    /// Re-sends this validator's messages of the current round when the height has not
+    /// Re-sends this validator's messages of the current height when the height has not
     /// advanced since the last tick, so peers that missed them (restart, lost gossip) get
-    /// them (tendermint.md: the gossip assumption does not hold by itself).
+    /// them (tendermint.md: the gossip assumption does not hold by itself): every vote of
+    /// the height, because a polka of an earlier round may be what peers need to unlock or
+    /// to accept a re-proposal (the simulator found a stall when only the current round was
+    /// re-sent), and the proposal of the current round only, since it carries a block.
     async fn rebroadcast(&mut self) {
         let height = self.core.height();
         if height != self.rebroadcast_height {
@@ -228,7 +231,8 @@ impl Driver {
         }
         let round = self.core.round();
         for message in self.core.own_messages() {
-            if message.round() == round {
+            let is_vote = matches!(message, SignedMessage::Vote(_));
+            if is_vote || message.round() == round {
                 self.broadcast(message).await;
             }
         }
