@@ -99,6 +99,12 @@ fn n4_two_hundred_transfers_commit_identically_then_survive_a_sigkill_slow() {
         |i| net.rpc(i, "block", json!({ "height": h })).expect("block")["block_id"]["hash"].clone();
     assert_eq!(id(3), id(0));
     assert!(net.log_of(3).contains("block sync"), "the restarted node caught up by block sync");
+    // No node saw an honest validator sign two conflicting messages, the restarted one
+    // included (its signing record was reloaded).
+    for i in 0..4 {
+        let metrics = net.metrics(i);
+        assert!(metrics.contains("tally_evidence_total 0"), "node {i}: {metrics}");
+    }
 }
 
 #[test]
