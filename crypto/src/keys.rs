@@ -56,9 +56,23 @@ impl ChainId {
 }
 
 impl BorshDeserialize for ChainId {
+    /// Checks the length prefix against [`ChainId::LEN_MAX`] before reading the text: borsh's
+    /// `String` reserves up to 1 MiB for whatever length a peer claims (found by the
+    /// `wire_decode` fuzz target: 465 bytes of input made the decoder allocate 1 MiB).
     fn deserialize_reader<R: std::io::Read>(reader: &mut R) -> std::io::Result<Self> {
-        let s = <String as BorshDeserialize>::deserialize_reader(reader)?;
-        ChainId::new(s).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let len = u32::deserialize_reader(reader)?;
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > ChainId::LEN_MAX {
+            return Err(invalid(format!(
+                "chain id of {len} bytes, more than the maximum {}",
+                ChainId::LEN_MAX
+            )));
+        }
+        let mut bytes = vec![0u8; len];
+        reader.read_exact(&mut bytes)?;
+        let s = String::from_utf8(bytes).map_err(|e| invalid(e.to_string()))?;
+        ChainId::new(s).map_err(|e| invalid(e.to_string()))
     }
 }
 
@@ -219,6 +233,21 @@ impl fmt::Debug for Keypair {
 
 #[cfg(test)]
 mod tests {
+
+    /// Regression (fuzz target `wire_decode`): a chain id's length prefix is checked before
+    /// anything is reserved, and the decoder still reads what the encoder writes.
+    #[test]
+    fn chain_id_decode_checks_the_length_first() {
+        let id = ChainId::new("tally-test").unwrap();
+        let bytes = borsh::to_vec(&id).unwrap();
+        assert_eq!(borsh::from_slice::<ChainId>(&bytes).unwrap(), id);
+        let mut huge = 0x00ff_ffffu32.to_le_bytes().to_vec();
+        huge.extend_from_slice(b"abc");
+        assert!(borsh::from_slice::<ChainId>(&huge).is_err());
+        let long = borsh::to_vec(&"x".repeat(ChainId::LEN_MAX + 1)).unwrap();
+        assert!(borsh::from_slice::<ChainId>(&long).is_err());
+        assert!(borsh::from_slice::<ChainId>(&[3, 0, 0, 0, b'a']).is_err());
+    }
     use super::*;
 
     #[test]

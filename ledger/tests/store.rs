@@ -198,3 +198,16 @@ fn another_format_version_is_refused() {
         other => panic!("expected a format version error, got {other:?}"),
     }
 }
+
+/// `open_with_backend` runs the same initialisation as `open`: tables and format version,
+/// then genesis and commits work as on a file (here over redb's in-memory backend).
+#[test]
+fn open_with_backend_works_in_memory() {
+    let store = Store::open_with_backend(redb::backends::InMemoryBackend::new()).expect("open");
+    let g = genesis(2);
+    store.init_genesis(&g).expect("genesis");
+    assert_eq!(store.tip().expect("tip"), None);
+    let b = block(1, BlockHash(g.hash()), vec![]);
+    store.commit_block(&b, &certificate(Height(1), b.hash()), &BTreeMap::new()).expect("commit");
+    assert_eq!(store.tip().expect("tip"), Some((Height(1), b.hash())));
+}

@@ -169,3 +169,14 @@ fn responses_are_trimmed_to_fit() {
     };
     assert!(cut.len() <= SYNC_ERROR_BYTES_MAX as usize);
 }
+
+/// Regression (fuzz target `wire_decode`): a tx batch header that claims the maximum count
+/// but carries no txs is refused as malformed; the decoder reserves memory only as txs
+/// actually decode, not for the claimed count.
+#[test]
+fn batch_header_without_txs_is_malformed() {
+    let mut bytes = vec![tally_network::wire::WIRE_VERSION, 1];
+    bytes.extend_from_slice(&tally_network::wire::TX_BATCH_TXS_MAX.to_le_bytes());
+    let result = tally_network::wire::decode(&bytes, 1 << 20);
+    assert!(matches!(result, Err(tally_network::WireError::Malformed { .. })), "got {result:?}");
+}

@@ -16,7 +16,7 @@ pub use read::AccountsIter;
 pub use tables::FORMAT_VERSION;
 
 use crate::genesis::Genesis;
-use redb::{Database, ReadableTable, WriteTransaction};
+use redb::{Database, ReadableTable, StorageBackend, WriteTransaction};
 use std::path::Path;
 use tables::{
     decode_hash, decode_u32_be, ACCOUNTS, BLOCKS, BLOCK_HEIGHTS, CERTIFICATES, HEADERS, META,
@@ -39,7 +39,17 @@ impl Store {
     /// Opens the database at `path`, creating it (and its tables) if it does not exist.
     /// Refuses a store written in another format version.
     pub fn open(path: &Path) -> Result<Store, OpenError> {
-        let db = Database::create(path)?;
+        Store::init(Database::create(path)?)
+    }
+
+    /// [`Store::open`] over any redb storage backend instead of a file: an in-memory one, or
+    /// one that injects IO failures (the fuzz target `store_ops` crashes the store that way).
+    pub fn open_with_backend(backend: impl StorageBackend) -> Result<Store, OpenError> {
+        Store::init(Database::builder().create_with_backend(backend)?)
+    }
+
+    /// Creates the tables and checks or writes the format version.
+    fn init(db: Database) -> Result<Store, OpenError> {
         let txn = db.begin_write()?;
         create_tables(&txn)?;
         {
