@@ -78,9 +78,42 @@ pub fn seeds() -> Vec<Vec<u8>> {
             (b2.clone(), certificate(&b2)),
         ])),
         Message::SyncResponse(SyncResponse::Error("busy".into())),
+        Message::SyncRequest(SyncRequest::Snapshots),
+        Message::SyncRequest(SyncRequest::SnapshotChunk { height: Height(2), index: 1 }),
+        Message::SyncResponse(SyncResponse::Snapshots(vec![snapshot_offer(&b2)])),
+        Message::SyncResponse(SyncResponse::SnapshotChunk(snapshot_chunk())),
     ];
     messages
         .iter()
         .map(|m| encode(m, BYTES_MAX).expect("seed messages are within limits"))
         .collect()
+}
+
+/// A snapshot offer of the state after `block` (two accounts), with its certificate.
+fn snapshot_offer(block: &tally_ledger::Block) -> tally_ledger::SnapshotOffer {
+    let manifest = tally_ledger::Manifest {
+        format: tally_ledger::snapshot::SNAPSHOT_FORMAT,
+        chain_id: block.header.chain_id.clone(),
+        height: block.header.height,
+        block_hash: block.hash(),
+        state_root: block.header.state_root,
+        accounts: 2,
+        chunk_hashes: vec![tally_ledger::snapshot::chunk_hash(&snapshot_chunk())],
+    };
+    tally_ledger::SnapshotOffer {
+        manifest,
+        header: block.header.clone(),
+        certificate: certificate(block),
+    }
+}
+
+/// One chunk of two accounts: count, then (public key, balance, nonce) each.
+fn snapshot_chunk() -> Vec<u8> {
+    let mut bytes = 2u32.to_le_bytes().to_vec();
+    for (key, balance, nonce) in [(1u8, 10u64, 0u64), (2, 20, 3)] {
+        bytes.extend_from_slice(&[key; 32]);
+        bytes.extend_from_slice(&balance.to_le_bytes());
+        bytes.extend_from_slice(&nonce.to_le_bytes());
+    }
+    bytes
 }

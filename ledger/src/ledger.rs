@@ -12,6 +12,7 @@ use crate::block::{Block, Header};
 use crate::execute::{check_tx_against, ExecutionOutcome, TxError, TxVerifier};
 use crate::genesis::{Genesis, GenesisError};
 use crate::select::{select_txs, SelectLimits, SkippedTx};
+use crate::snapshot::SnapshotOffer;
 use crate::state_tree::{AccountProof, StateTree};
 use crate::store::{CommitError, InitGenesisError, OpenError, ReadError, Store};
 use crate::tx::Tx;
@@ -54,6 +55,8 @@ pub enum LedgerCommitError {
     OutcomeMismatch,
     #[error("store commit failed: {0}")]
     Store(#[from] CommitError),
+    #[error("the snapshot's state root {snapshot} is not its header's {header}")]
+    SnapshotRoot { snapshot: Hash, header: Hash },
 }
 
 /// A proposal built by [`Ledger::build_block`].
@@ -236,6 +239,28 @@ impl Ledger {
             skipped: selection.skipped,
             considered: selection.considered,
         }
+    }
+
+    /// Installs a snapshot's state (checked by [`crate::snapshot::verify_offer`] and
+    /// [`crate::snapshot::Restore`]) into this ledger, which must hold no block yet. The
+    /// snapshot's height becomes the tip; the next block is the one after it.
+    pub fn install_snapshot(
+        &mut self,
+        offer: &SnapshotOffer,
+        state: StateTree,
+        accounts: &[(PublicKey, Account)],
+    ) -> Result<(), LedgerCommitError> {
+        let header = &offer.header;
+        if state.root() != header.state_root {
+            return Err(LedgerCommitError::SnapshotRoot {
+                snapshot: state.root(),
+                header: header.state_root,
+            });
+        }
+        self.store.install_snapshot(header, &offer.certificate, accounts)?;
+        self.state = state;
+        self.tip = Tip { height: header.height, hash: header.hash(), time_ms: header.time_ms };
+        Ok(())
     }
 
     /// Writes a decided block with its certificate (verified by consensus) and the outcome of

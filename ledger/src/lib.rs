@@ -7,6 +7,8 @@
 //! - Execution: deterministic transfers ([`execute_block`], [`check_tx_against`]) and the
 //!   proposer's tx selection ([`select_txs`]).
 //! - Storage: [`Store`], a redb database; byte layout in docs/ledger-format.md.
+//! - Snapshots: the account state at a height, chunked, with a certified manifest
+//!   ([`snapshot`]), kept on disk ([`SnapshotDir`]) and restored by state sync.
 //! - [`Ledger`]: the store, the state tree and the genesis together, for the node.
 //!
 //! No network IO and no clock: time comes in as block headers' `time_ms`.
@@ -20,6 +22,7 @@ mod ledger;
 pub mod light;
 pub mod limits;
 mod select;
+pub mod snapshot;
 pub mod state_tree;
 pub mod store;
 mod tx;
@@ -41,6 +44,8 @@ pub use ledger::{BuiltBlock, Ledger, LedgerCommitError, LedgerOpenError, Tip};
 pub use light::{verify_account, verify_header, verify_tx, LightError};
 pub use limits::{BLOCK_BYTES_MAX, BLOCK_TXS_MAX, TX_BYTES, TX_BYTES_MAX};
 pub use select::{select_txs, SelectLimits, Selection, SkippedTx};
+pub use snapshot::files::{SnapshotDir, SnapshotFileError};
+pub use snapshot::{verify_offer, Manifest, Restore, SnapshotError, SnapshotOffer};
 pub use state_tree::{AccountProof, AccountProofError, OtherLeaf, StateTree};
 pub use store::{Store, FORMAT_VERSION};
 pub use tx::{StatelessError, Transfer, Tx, TxHash};

@@ -120,7 +120,8 @@ impl request_response::Codec for SyncCodec {
 /// Trims a response to what the wire allows: at most [`SYNC_BLOCKS_MAX`] blocks and at most
 /// `bytes_max` bytes encoded, dropping blocks from the end (a prefix of consecutive blocks is
 /// still a valid answer). If not even the first block fits, the answer is an error; an
-/// over-long error text is cut at a character boundary.
+/// over-long error text is cut at a character boundary. Snapshot offers are trimmed the same
+/// way; a chunk over its limit becomes an error.
 pub fn fit_response(response: SyncResponse, bytes_max: usize) -> SyncResponse {
     match response {
         SyncResponse::Blocks(mut blocks) => {
@@ -141,6 +142,27 @@ pub fn fit_response(response: SyncResponse, bytes_max: usize) -> SyncResponse {
             blocks.truncate(fit);
             SyncResponse::Blocks(blocks)
         }
+        SyncResponse::Snapshots(mut offers) => {
+            offers.truncate(wire::SNAPSHOT_OFFERS_MAX as usize);
+            let mut used = SYNC_RESPONSE_OVERHEAD_BYTES;
+            let fit = offers
+                .iter()
+                .take_while(|offer| {
+                    let len = borsh::object_length(*offer).unwrap_or(usize::MAX);
+                    used = used.saturating_add(len);
+                    used <= bytes_max
+                })
+                .count();
+            offers.truncate(fit);
+            SyncResponse::Snapshots(offers)
+        }
+        SyncResponse::SnapshotChunk(bytes)
+            if bytes.len() > tally_ledger::snapshot::CHUNK_BYTES_MAX
+                || bytes.len().saturating_add(SYNC_RESPONSE_OVERHEAD_BYTES) > bytes_max =>
+        {
+            SyncResponse::Error("snapshot chunk too large for a sync response".to_string())
+        }
+        SyncResponse::SnapshotChunk(bytes) => SyncResponse::SnapshotChunk(bytes),
         SyncResponse::Error(mut text) => {
             let max = wire::SYNC_ERROR_BYTES_MAX as usize;
             if text.len() > max {

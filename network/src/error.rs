@@ -33,7 +33,7 @@ pub enum NetworkError {
     Stopped,
 }
 
-/// Why a block sync request to a peer failed. All are operating errors: try another peer.
+/// Why a sync request (blocks, snapshots, a chunk) to a peer failed. All are operating errors: try another peer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
     #[error("the network task has stopped")]
@@ -48,4 +48,6 @@ pub enum RequestError {
     Refused { reason: String },
     #[error("peer sent {got} blocks for a request of {asked}")]
     TooManyBlocks { got: usize, asked: u32 },
+    #[error("peer answered with a {got} response")]
+    WrongResponse { got: &'static str },
 }

@@ -12,12 +12,14 @@ use crate::error::{NetworkError, RequestError};
 use crate::events::GossipRef;
 use crate::publish::TopicKind;
 use crate::stats::{NetworkStats, StatsSnapshot};
-use crate::wire::{self, ConsensusMsg, Message, SyncRequest, TxBatch, SYNC_BLOCKS_MAX};
+use crate::wire::{
+    self, ConsensusMsg, Message, SyncRequest, SyncResponse, TxBatch, SYNC_BLOCKS_MAX,
+};
 use libp2p::{Multiaddr, PeerId};
 use std::sync::Arc;
 use std::time::Duration;
 use tally_consensus::{CommitCertificate, Height};
-use tally_ledger::{Block, Tx};
+use tally_ledger::{Block, SnapshotOffer, Tx};
 use tokio::sync::{mpsc, oneshot};
 
 /// Blocks with their certificates, as a sync response carries them.
@@ -40,10 +42,10 @@ pub(crate) enum Command {
         kind: TopicKind,
         data: Vec<u8>,
     },
-    RequestBlocks {
+    Request {
         peer: PeerId,
         request: SyncRequest,
-        reply: oneshot::Sender<Result<CertifiedBlocks, RequestError>>,
+        reply: oneshot::Sender<Result<SyncResponse, RequestError>>,
     },
     ReportValidation {
         gossip: GossipRef,
@@ -125,6 +127,29 @@ impl NetworkHandle {
         })
     }
 
+    /// Sends one sync request to `peer` and waits for its answer; `SyncResponse::Error`
+    /// comes back as [`RequestError::Refused`].
+    async fn request(
+        &self,
+        peer: PeerId,
+        request: SyncRequest,
+    ) -> Result<SyncResponse, RequestError> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Request { peer, request, reply };
+        self.commands.send(command).await.map_err(|_| RequestError::Stopped)?;
+        // The swarm times the request out itself; this margin only guards against a stuck task.
+        let limit = self.sync_request_timeout + Duration::from_secs(1);
+        let timeout_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        match tokio::time::timeout(limit, answer)
+            .await
+            .map_err(|_| RequestError::Timeout { timeout_ms })?
+            .map_err(|_| RequestError::Stopped)??
+        {
+            SyncResponse::Error(reason) => Err(RequestError::Refused { reason }),
+            response => Ok(response),
+        }
+    }
+
     /// Asks `peer` for the committed blocks `from`, `from + 1`, ... (`count` is capped at
     /// `SYNC_BLOCKS_MAX`), each with its certificate. The answer may hold fewer blocks (the
     /// peer has no more, or they did not fit one response); checking that they are
@@ -136,21 +161,39 @@ impl NetworkHandle {
         count: u32,
     ) -> Result<CertifiedBlocks, RequestError> {
         let count = count.min(SYNC_BLOCKS_MAX);
-        let (reply, answer) = oneshot::channel();
-        let request = SyncRequest::Blocks { from, count };
-        let command = Command::RequestBlocks { peer, request, reply };
-        self.commands.send(command).await.map_err(|_| RequestError::Stopped)?;
-        // The swarm times the request out itself; this margin only guards against a stuck task.
-        let limit = self.sync_request_timeout + Duration::from_secs(1);
-        let timeout_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
-        let blocks = tokio::time::timeout(limit, answer)
-            .await
-            .map_err(|_| RequestError::Timeout { timeout_ms })?
-            .map_err(|_| RequestError::Stopped)??;
-        if blocks.len() > count as usize {
-            return Err(RequestError::TooManyBlocks { got: blocks.len(), asked: count });
+        match self.request(peer, SyncRequest::Blocks { from, count }).await? {
+            SyncResponse::Blocks(blocks) if blocks.len() > count as usize => {
+                Err(RequestError::TooManyBlocks { got: blocks.len(), asked: count })
+            }
+            SyncResponse::Blocks(blocks) => Ok(blocks),
+            other => Err(RequestError::WrongResponse { got: response_name(&other) }),
         }
-        Ok(blocks)
+    }
+
+    /// Asks `peer` for its newest snapshots. Nothing in them is checked: verify each offer
+    /// (`tally_ledger::verify_offer`) before using it.
+    pub async fn request_snapshots(
+        &self,
+        peer: PeerId,
+    ) -> Result<Vec<SnapshotOffer>, RequestError> {
+        match self.request(peer, SyncRequest::Snapshots).await? {
+            SyncResponse::Snapshots(offers) => Ok(offers),
+            other => Err(RequestError::WrongResponse { got: response_name(&other) }),
+        }
+    }
+
+    /// Asks `peer` for chunk `index` of its snapshot of `height`. The bytes are unchecked:
+    /// `tally_ledger::Restore::add_chunk` checks them against the manifest.
+    pub async fn request_chunk(
+        &self,
+        peer: PeerId,
+        height: Height,
+        index: u32,
+    ) -> Result<Vec<u8>, RequestError> {
+        match self.request(peer, SyncRequest::SnapshotChunk { height, index }).await? {
+            SyncResponse::SnapshotChunk(bytes) => Ok(bytes),
+            other => Err(RequestError::WrongResponse { got: response_name(&other) }),
+        }
     }
 
     /// Reports the node's verdict on a gossip message received under
@@ -220,5 +263,14 @@ impl NetworkHandle {
     /// The live counters, for a metrics exporter that reads them on scrape.
     pub fn stats_handle(&self) -> Arc<NetworkStats> {
         Arc::clone(&self.stats)
+    }
+}
+
+fn response_name(response: &SyncResponse) -> &'static str {
+    match response {
+        SyncResponse::Blocks(_) => "blocks",
+        SyncResponse::Error(_) => "error",
+        SyncResponse::Snapshots(_) => "snapshots",
+        SyncResponse::SnapshotChunk(_) => "snapshot chunk",
     }
 }

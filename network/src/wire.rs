@@ -10,9 +10,16 @@
 //!               | 2 Certificate { CommitCertificate, Block }
 //! TxBatch       = count: u32 (<= TX_BATCH_TXS_MAX) || count * Tx
 //! SyncRequest   = 0 Blocks { from: Height (u64), count: u32 (<= SYNC_BLOCKS_MAX) }
+//!               | 1 Snapshots
+//!               | 2 SnapshotChunk { height: Height (u64), index: u32 (< CHUNKS_MAX) }
 //! SyncResponse  = 0 Blocks(count: u32 (<= SYNC_BLOCKS_MAX) || count * (Block, CommitCertificate))
 //!               | 1 Error(len: u32 (<= SYNC_ERROR_BYTES_MAX) || utf-8)
+//!               | 2 Snapshots(count: u32 (<= SNAPSHOT_OFFERS_MAX) || count * SnapshotOffer)
+//!               | 3 SnapshotChunk(len: u32 (<= CHUNK_BYTES_MAX) || bytes)
 //! ```
+//!
+//! `SnapshotOffer` and the chunk bytes are laid out in `tally_ledger::snapshot` (a manifest
+//! lists at most `CHUNKS_MAX` chunk hashes, checked when its count is read).
 //!
 //! borsh is little-endian with u32 length prefixes. Untrusted bytes are decoded under explicit
 //! limits: the total length is checked before anything is decoded, every count is checked
@@ -29,6 +36,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use std::fmt;
 use std::io::{self, Read};
 use tally_consensus::{CommitCertificate, Height, SignedProposal, SignedVote};
+use tally_ledger::snapshot::{SnapshotOffer, CHUNKS_MAX, CHUNK_BYTES_MAX};
 use tally_ledger::{Block, Tx};
 
 /// The version byte every envelope starts with.
@@ -44,6 +52,10 @@ pub const SYNC_BLOCKS_MAX: u32 = 128;
 
 /// Longest error text in a [`SyncResponse::Error`], in bytes.
 pub const SYNC_ERROR_BYTES_MAX: u32 = 256;
+
+/// Most snapshot offers in one [`SyncResponse::Snapshots`]: a node keeps a few snapshots
+/// and offers its newest.
+pub const SNAPSHOT_OFFERS_MAX: u32 = 4;
 
 /// Bytes of a sync request: version, message tag, request tag, height, count.
 pub const SYNC_REQUEST_BYTES: usize = 1 + 1 + 1 + 8 + 4;
@@ -71,6 +83,11 @@ pub enum SyncRequest {
     /// Committed blocks `from`, `from + 1`, ... (at most `count`, at most [`SYNC_BLOCKS_MAX`]),
     /// each with its commit certificate.
     Blocks { from: Height, count: u32 },
+    /// The responder's newest snapshots (at most [`SNAPSHOT_OFFERS_MAX`]), as offers that the
+    /// requester checks against a certified header.
+    Snapshots,
+    /// Chunk `index` of the responder's snapshot of `height`.
+    SnapshotChunk { height: Height, index: u32 },
 }
 
 /// The answer to a [`SyncRequest`].
@@ -82,6 +99,11 @@ pub enum SyncResponse {
     /// The responder could not serve the request (busy, internal error); at most
     /// [`SYNC_ERROR_BYTES_MAX`] bytes of text.
     Error(String),
+    /// Snapshot offers, newest first; at most [`SNAPSHOT_OFFERS_MAX`], possibly none.
+    Snapshots(Vec<SnapshotOffer>),
+    /// One snapshot chunk's bytes, at most [`CHUNK_BYTES_MAX`]; checked by the requester
+    /// against the manifest's hash.
+    SnapshotChunk(Vec<u8>),
 }
 
 /// Every message on the wire, inside the versioned envelope.
@@ -199,6 +221,19 @@ impl BorshDeserialize for SyncRequest {
                 }
                 Ok(SyncRequest::Blocks { from, count })
             }
+            1 => Ok(SyncRequest::Snapshots),
+            2 => {
+                let height = Height::deserialize_reader(reader)?;
+                let index = u32::deserialize_reader(reader)?;
+                if index >= CHUNKS_MAX {
+                    return Err(limit_exceeded(
+                        "snapshot chunk index",
+                        u64::from(index),
+                        u64::from(CHUNKS_MAX),
+                    ));
+                }
+                Ok(SyncRequest::SnapshotChunk { height, index })
+            }
             tag => Err(bad_tag("sync request", tag)),
         }
     }
@@ -217,6 +252,10 @@ impl BorshDeserialize for SyncResponse {
                     .map(SyncResponse::Error)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
             }
+            2 => read_bounded_vec(reader, SNAPSHOT_OFFERS_MAX, "snapshot offers")
+                .map(SyncResponse::Snapshots),
+            3 => read_bounded_vec(reader, CHUNK_BYTES_MAX as u32, "snapshot chunk bytes")
+                .map(SyncResponse::SnapshotChunk),
             tag => Err(bad_tag("sync response", tag)),
         }
     }
@@ -247,6 +286,16 @@ fn check_counts(msg: &Message) -> Result<(), WireError> {
         }
         Message::SyncResponse(SyncResponse::Error(text)) => {
             too_many("sync error text", text.len(), SYNC_ERROR_BYTES_MAX)
+        }
+        Message::SyncRequest(SyncRequest::Snapshots) => Ok(()),
+        Message::SyncRequest(SyncRequest::SnapshotChunk { index, .. }) => {
+            too_many("snapshot chunk index", *index as usize + 1, CHUNKS_MAX)
+        }
+        Message::SyncResponse(SyncResponse::Snapshots(offers)) => {
+            too_many("snapshot offers", offers.len(), SNAPSHOT_OFFERS_MAX)
+        }
+        Message::SyncResponse(SyncResponse::SnapshotChunk(bytes)) => {
+            too_many("snapshot chunk bytes", bytes.len(), CHUNK_BYTES_MAX as u32)
         }
     }
 }

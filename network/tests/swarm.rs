@@ -77,13 +77,23 @@ async fn wait_for_peer(events: &mut NetworkEvents, peer: PeerId, connected: bool
     }
 }
 
-/// Answers sync requests from a map of blocks, as a node answers from its store.
+/// Answers sync requests from a map of blocks, as a node answers from its store; snapshot
+/// requests get no offers, and chunk `i` is `i + 1` bytes of value `i` (a stand-in store).
 fn serve_blocks(mut events: NetworkEvents, store: BTreeMap<u64, (Block, CommitCertificate)>) {
     tokio::spawn(async move {
         while let Some(request) = events.sync_requests.recv().await {
-            let SyncRequest::Blocks { from, count } = request.request;
-            let blocks = store.range(from.0..from.0 + u64::from(count)).map(|(_, b)| b.clone());
-            request.responder.respond(SyncResponse::Blocks(blocks.collect()));
+            let response = match request.request {
+                SyncRequest::Blocks { from, count } => {
+                    let blocks =
+                        store.range(from.0..from.0 + u64::from(count)).map(|(_, b)| b.clone());
+                    SyncResponse::Blocks(blocks.collect())
+                }
+                SyncRequest::Snapshots => SyncResponse::Snapshots(vec![]),
+                SyncRequest::SnapshotChunk { index, .. } => {
+                    SyncResponse::SnapshotChunk(vec![index as u8; index as usize + 1])
+                }
+            };
+            request.responder.respond(response);
         }
     });
 }
@@ -132,9 +142,12 @@ async fn three_nodes_gossip_consensus_and_txs_then_sync_blocks() {
         serve_blocks(a_events, store.clone());
         let blocks = b.request_blocks(ids[0], Height(2), 3).await.unwrap();
         assert_eq!(blocks, vec![store[&2].clone(), store[&3].clone()]);
+        // Snapshot offers and chunks travel the same protocol.
+        assert_eq!(b.request_snapshots(ids[0]).await.unwrap(), vec![]);
+        assert_eq!(b.request_chunk(ids[0], Height(2), 4).await.unwrap(), vec![4u8; 5]);
 
         let stats = a.stats();
-        assert_eq!(stats.sync_requests_in, 1);
+        assert_eq!(stats.sync_requests_in, 3);
         assert_eq!(stats.tx_batches_out, 1);
         assert_eq!(stats.decode_failures, 0);
         assert_eq!(b.stats().consensus_in, 1);

@@ -1,4 +1,5 @@
-//! The command line: `tally testnet`, `tally start`, `tally tx transfer`.
+//! The command line: `tally testnet`, `tally start`, `tally tx transfer`, `tally verify`,
+//! `tally snapshot`.
 
 use crate::config::Home;
 use anyhow::Context as _;
@@ -28,6 +29,9 @@ pub enum Command {
     /// Check, offline from the genesis file, that a tx or an account state is in the ledger.
     #[command(subcommand)]
     Verify(crate::verify::VerifyCommand),
+    /// List, create, export and import snapshots of the account state.
+    #[command(subcommand)]
+    Snapshot(crate::snapshot_cli::SnapshotCommand),
 }
 
 #[derive(Args, Debug)]
@@ -55,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("starting the tokio runtime")?;
             runtime.block_on(crate::node::run(home))
         }
+        Command::Snapshot(command) => crate::snapshot_cli::run(command),
         Command::Verify(command) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

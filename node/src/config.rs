@@ -19,6 +19,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub mempool: MempoolConfig,
     pub consensus: ConsensusConfig,
+    pub snapshots: SnapshotsConfig,
+    pub state_sync: StateSyncConfig,
     pub log: LogConfig,
 }
 
@@ -131,6 +133,35 @@ pub struct ConsensusConfig {
     pub sync_request_timeout_ms: u64,
 }
 
+/// Snapshots of the account state that this node writes, keeps and serves to peers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotsConfig {
+    /// Write a snapshot after every block whose height is a multiple of this (the issue's
+    /// `snapshot_interval_blocks`); 0 writes none. Written off the consensus task.
+    pub interval_blocks: u64,
+    /// Snapshots kept in `data/snapshots/`; older ones are deleted after a new one is written.
+    pub keep_recent: usize,
+}
+
+/// Starting from a peer's snapshot instead of replaying every block since genesis.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSyncConfig {
+    /// On a node whose ledger holds no block yet: find a snapshot among the peers, check it
+    /// against its certified header, restore it, then block-sync the rest.
+    pub enable: bool,
+    /// How long to look for snapshots (peers connecting, offers arriving) before falling back
+    /// to block sync from genesis.
+    pub discovery_timeout_ms: u64,
+    /// After the first offers arrive, how long to wait for more peers' offers before choosing.
+    pub discovery_settle_ms: u64,
+    /// Chunk requests in flight at once, spread over the peers that offer the snapshot.
+    pub chunk_requests_in_flight: usize,
+    /// How long one chunk request may take before another peer is asked.
+    pub chunk_request_timeout_ms: u64,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -150,6 +181,8 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             mempool: MempoolConfig::default(),
             consensus: ConsensusConfig::default(),
+            snapshots: SnapshotsConfig::default(),
+            state_sync: StateSyncConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -210,6 +243,24 @@ impl Default for ConsensusConfig {
             block_time_drift_max_ms: 10_000,
             sync_batch_blocks: 64,
             sync_request_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl Default for SnapshotsConfig {
+    fn default() -> Self {
+        SnapshotsConfig { interval_blocks: 1000, keep_recent: 2 }
+    }
+}
+
+impl Default for StateSyncConfig {
+    fn default() -> Self {
+        StateSyncConfig {
+            enable: false,
+            discovery_timeout_ms: 60_000,
+            discovery_settle_ms: 2_000,
+            chunk_requests_in_flight: 4,
+            chunk_request_timeout_ms: 10_000,
         }
     }
 }
@@ -329,6 +380,21 @@ impl Config {
         if self.consensus.sync_request_timeout_ms > 600_000 {
             bail!("consensus.sync_request_timeout_ms must be at most 600000");
         }
+        if self.snapshots.interval_blocks > 0 && self.snapshots.keep_recent == 0 {
+            bail!(
+                "snapshots.keep_recent must be at least 1 while snapshots.interval_blocks is set"
+            );
+        }
+        let sync = &self.state_sync;
+        if sync.chunk_requests_in_flight == 0 || sync.chunk_requests_in_flight > 64 {
+            bail!("state_sync.chunk_requests_in_flight must be between 1 and 64");
+        }
+        if sync.chunk_request_timeout_ms < 100 || sync.chunk_request_timeout_ms > 600_000 {
+            bail!("state_sync.chunk_request_timeout_ms must be between 100 and 600000");
+        }
+        if sync.discovery_settle_ms > sync.discovery_timeout_ms {
+            bail!("state_sync.discovery_settle_ms must not exceed state_sync.discovery_timeout_ms");
+        }
         if self.log.filter.trim().is_empty() {
             bail!("log.filter must not be empty (use \"info\" for the default)");
         }
@@ -366,6 +432,9 @@ impl Home {
     }
     pub fn signing_record(&self) -> PathBuf {
         self.data().join("signing-record.redb")
+    }
+    pub fn snapshots(&self) -> PathBuf {
+        self.data().join("snapshots")
     }
 }
 
@@ -409,6 +478,15 @@ mod tests {
         let mut c = Config::default();
         c.log.filter = " ".into();
         assert!(c.validate().unwrap_err().to_string().contains("log.filter"));
+        let mut c = Config::default();
+        c.snapshots.keep_recent = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("snapshots.keep_recent"));
+        let mut c = Config::default();
+        c.state_sync.chunk_requests_in_flight = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("chunk_requests_in_flight"));
+        let mut c = Config::default();
+        c.state_sync.discovery_settle_ms = c.state_sync.discovery_timeout_ms + 1;
+        assert!(c.validate().unwrap_err().to_string().contains("discovery_settle_ms"));
     }
 
     #[test]

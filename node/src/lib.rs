@@ -17,6 +17,8 @@ pub mod rpc_metrics;
 pub mod rpc_types;
 pub mod shared;
 pub mod signing_record;
+pub mod snapshot_cli;
+pub mod state_sync;
 pub mod subscriptions;
 pub mod testnet;
 pub mod verify;

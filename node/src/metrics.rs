@@ -31,6 +31,9 @@ pub struct Metrics {
     pub bad_blocks: Counter,
     pub evidence: Counter,
     pub synced_blocks: Counter,
+    pub bad_synced_blocks: Counter,
+    pub snapshots_written: Counter,
+    pub snapshot_height: Gauge,
     pub gossip_txs_dropped: Gauge,
     pub net_decode_failures: Gauge,
     /// Time spent in each consensus step, by `step` (propose, prevote, precommit, commit).
@@ -100,6 +103,9 @@ impl Metrics {
             bad_blocks: Counter::default(),
             evidence: Counter::default(),
             synced_blocks: Counter::default(),
+            bad_synced_blocks: Counter::default(),
+            snapshots_written: Counter::default(),
+            snapshot_height: Gauge::default(),
             gossip_txs_dropped: Gauge::default(),
             net_decode_failures: Gauge::default(),
             step_seconds: Family::new_with_constructor(step_buckets),
@@ -146,6 +152,21 @@ impl Metrics {
         registry.register("bad_blocks", "Proposed blocks judged invalid", m.bad_blocks.clone());
         registry.register("evidence", "Equivocations detected", m.evidence.clone());
         registry.register("synced_blocks", "Blocks applied by block sync", m.synced_blocks.clone());
+        registry.register(
+            "bad_synced_blocks",
+            "Blocks served by a peer during block sync that did not verify (the peer is penalized)",
+            m.bad_synced_blocks.clone(),
+        );
+        registry.register(
+            "snapshots_written",
+            "State snapshots written to data/snapshots",
+            m.snapshots_written.clone(),
+        );
+        registry.register(
+            "snapshot_height",
+            "Height of the newest snapshot written (0: none yet)",
+            m.snapshot_height.clone(),
+        );
         registry.register(
             "gossip_txs_dropped",
             "Admitted txs not gossiped because the gossip queue was full",

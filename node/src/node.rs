@@ -6,12 +6,13 @@ use crate::driver::Driver;
 use crate::ingress::{run_tx_gossip, run_tx_ingress, IngressStats};
 use crate::shared::{NodeInfo, Shared};
 use crate::signing_record::SigningRecord;
+use crate::state_sync::StateSync;
 use anyhow::Context as _;
 use std::sync::Arc;
 use std::time::Duration;
 use tally_consensus::{Core, CoreConfig};
 use tally_crypto::{Verifier, VerifierConfig};
-use tally_ledger::{Genesis, Ledger};
+use tally_ledger::{Genesis, Ledger, SnapshotDir};
 use tally_network::NetworkConfig;
 
 pub async fn run(home: Home) -> anyhow::Result<()> {
@@ -30,11 +31,13 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
     let node_key = crate::keys::load_key(&home.node_key())?;
     std::fs::create_dir_all(home.data()).context("creating the data folder")?;
 
-    let ledger = Ledger::open(&home.ledger_db(), genesis.clone()).context("opening the ledger")?;
-    let tip = ledger.tip();
+    let mut ledger =
+        Ledger::open(&home.ledger_db(), genesis.clone()).context("opening the ledger")?;
+    let snapshot_dir = SnapshotDir::open(home.snapshots()).context("opening data/snapshots")?;
     tracing::info!(
         chain = %genesis.chain_id,
-        height = tip.map_or(0, |t| t.0 .0),
+        height = ledger.tip().map_or(0, |t| t.0 .0),
+        base = ledger.store().base().ok().flatten().map_or(0, |h| h.0),
         validators = validators.len(),
         "ledger opened"
     );
@@ -59,6 +62,22 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
     let (net, mut events) = tally_network::spawn(net_config).context("starting the network")?;
 
     let verifier = Arc::new(Verifier::new(VerifierConfig::default()));
+    if config.state_sync.enable {
+        if let Some((height, _)) = ledger.tip() {
+            tracing::info!(%height, "state sync skipped: the ledger already holds blocks");
+        } else {
+            let sync = StateSync {
+                config: &config.state_sync,
+                genesis: &genesis,
+                verifier: &verifier,
+                net: &net,
+                events: &mut events,
+                snapshots: Some(&snapshot_dir),
+            };
+            sync.run(&mut ledger).await.context("state sync")?;
+        }
+    }
+    let tip = ledger.tip();
     let (gossip_tx, gossip_rx) = tokio::sync::mpsc::channel(65_536);
     let info = NodeInfo {
         peer_id: net.local_peer_id().to_string(),
@@ -117,7 +136,7 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
     tokio::spawn(run_tx_gossip(shared.clone(), gossip_rx));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let driver = Driver::new(shared.clone(), core, record, net.clone());
+    let driver = Driver::new(shared.clone(), core, record, net.clone(), Some(snapshot_dir));
     let mut driver_task = tokio::spawn(driver.run(events, stop_rx));
 
     let outcome = tokio::select! {

@@ -137,6 +137,18 @@ fn resolve_height(shared: &Shared, p: &HeightParams) -> RpcResult<Height> {
     }
 }
 
+/// "`what` at h", or why: h is at or below the snapshot this node was restored from.
+fn below_base_or(shared: &Shared, h: Height, what: &str) -> String {
+    match shared.store_base() {
+        Some(base) if h <= base => format!(
+            "{what} at {h}: this node was restored from a snapshot of height {base} and holds \
+             blocks from {} on",
+            base.next()
+        ),
+        _ => format!("{what} at {h}"),
+    }
+}
+
 pub fn module(shared: Arc<Shared>) -> anyhow::Result<RpcModule<Shared>> {
     let mut m = RpcModule::from_arc(shared);
     m.register_method("health", |_, _, _| RpcResult::Ok(json!({})))?;
@@ -155,7 +167,7 @@ pub fn module(shared: Arc<Shared>) -> anyhow::Result<RpcModule<Shared>> {
     m.register_blocking_method("block", |p, s, _| {
         let h = resolve_height(&s, &parse(&p)?)?;
         let block = s.store_block(h).map_err(internal)?;
-        let block = block.ok_or_else(|| err(codes::NOT_FOUND, format!("no block at {h}")))?;
+        let block = block.ok_or_else(|| err(codes::NOT_FOUND, below_base_or(&s, h, "no block")))?;
         serde_json::to_value(BlockResult::new(&block)).map_err(internal)
     })?;
     m.register_blocking_method("block_by_hash", |p, s, _| {
@@ -167,22 +179,24 @@ pub fn module(shared: Arc<Shared>) -> anyhow::Result<RpcModule<Shared>> {
     })?;
     m.register_blocking_method("commit", |p, s, _| {
         let h = resolve_height(&s, &parse(&p)?)?;
-        let block = s.store_block(h).map_err(internal)?;
+        // The header, not the block: a node restored from a snapshot has the header and
+        // certificate of its base height but not that block.
+        let header = s.store_header(h).map_err(internal)?;
         let cert = s.store_certificate(h).map_err(internal)?;
-        let (Some(block), Some(cert)) = (block, cert) else {
-            return Err(err(codes::NOT_FOUND, format!("no commit at {h}")));
+        let (Some(header), Some(cert)) = (header, cert) else {
+            return Err(err(codes::NOT_FOUND, below_base_or(&s, h, "no commit")));
         };
         let raw = |v: Result<Vec<u8>, std::io::Error>| v.map(|b| b64(&b)).map_err(internal);
         RpcResult::Ok(json!({
             "signed_header": {
-                "header": HeaderJson::new(&block.header),
+                "header": HeaderJson::new(&header),
                 "commit": CommitJson::new(&cert, &s.validators),
             },
             "canonical": true,
             // borsh(Header) and borsh(CommitCertificate), for `tally verify` and other
             // light clients (docs/wire-format.md).
             "raw": {
-                "header": raw(borsh::to_vec(&block.header))?,
+                "header": raw(borsh::to_vec(&header))?,
                 "certificate": raw(borsh::to_vec(&cert))?,
             },
         }))

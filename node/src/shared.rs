@@ -407,6 +407,15 @@ impl Shared {
         Ok(self.ledger.read().store().block(h)?)
     }
 
+    pub fn store_header(&self, h: Height) -> anyhow::Result<Option<tally_ledger::Header>> {
+        Ok(self.ledger.read().store().header(h)?)
+    }
+
+    /// The height of the snapshot the store was restored from, if it was.
+    pub fn store_base(&self) -> Option<Height> {
+        self.ledger.read().store().base().ok().flatten()
+    }
+
     pub fn store_block_by_hash(&self, hash: Hash) -> anyhow::Result<Option<Block>> {
         Ok(self.ledger.read().store().block_by_hash(&BlockHash(hash))?)
     }
@@ -487,8 +496,11 @@ impl Shared {
     pub fn status_json(&self) -> Value {
         let ledger = self.ledger.read();
         let tip = ledger.tip();
-        let header =
-            tip.and_then(|(h, _)| ledger.store().block(h).ok().flatten()).map(|b| b.header);
+        let header = tip.and_then(|(h, _)| ledger.store().header(h).ok().flatten());
+        let earliest = match ledger.store().base().ok().flatten() {
+            Some(base) => base.next().0,
+            None => u64::from(tip.is_some()),
+        };
         drop(ledger);
         let validator_info = match self.info.validator_key {
             Some(key) => {
@@ -512,7 +524,7 @@ impl Shared {
                 "latest_app_hash": header.as_ref().map(|h| h.state_root.to_hex()).unwrap_or_default(),
                 "latest_block_height": tip.map_or(0, |(h, _)| h.0).to_string(),
                 "latest_block_time": header.as_ref().map(|h| crate::rpc_types::rfc3339_ms(h.time_ms)).unwrap_or_default(),
-                "earliest_block_height": if tip.is_some() { "1" } else { "0" },
+                "earliest_block_height": earliest.to_string(),
                 "catching_up": self.catching_up.load(Ordering::Relaxed),
             },
             "validator_info": validator_info,

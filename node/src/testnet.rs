@@ -41,6 +41,12 @@ pub struct TestnetArgs {
     /// (they are not in the validator set). Default: all are validators.
     #[arg(long)]
     pub full_nodes: Option<u32>,
+    /// Full nodes start by state sync from the validators' snapshots (`state_sync.enable`).
+    #[arg(long)]
+    pub state_sync: bool,
+    /// `snapshots.interval_blocks` of every node (default: the config default, 1000).
+    #[arg(long)]
+    pub snapshot_interval: Option<u64>,
 }
 
 /// Test account `index` of the testnet with account seed `seed`.
@@ -117,6 +123,10 @@ pub fn write_testnet(args: &TestnetArgs) -> anyhow::Result<()> {
             .collect();
         config.rpc.listen_addr = ([127, 0, 0, 1], p.rpc).into();
         config.metrics.listen_addr = ([127, 0, 0, 1], p.metrics).into();
+        config.state_sync.enable = args.state_sync && i >= voting;
+        if let Some(interval) = args.snapshot_interval {
+            config.snapshots.interval_blocks = interval;
+        }
         config.save(&home.config())?;
         genesis.save(&home.genesis()).context("writing genesis")?;
         save_key(&home.validator_key(), &validator_keys[i as usize])?;

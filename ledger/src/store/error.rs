@@ -62,6 +62,8 @@ pub enum CommitError {
         cert_height: tally_consensus::Height,
         cert_block: tally_consensus::BlockHash,
     },
+    #[error("the store already holds blocks up to height {tip}; a snapshot installs only into an empty store")]
+    NotEmpty { tip: tally_consensus::Height },
     #[error("tx {tx_hash} is already in the ledger at height {height}, position {index}")]
     DuplicateTx { tx_hash: crate::TxHash, height: tally_consensus::Height, index: u32 },
 }

@@ -9,6 +9,7 @@
 mod commit;
 mod error;
 mod read;
+mod restore;
 mod tables;
 
 pub use error::{CommitError, Corrupt, InitGenesisError, OpenError, ReadError};

@@ -41,6 +41,10 @@ pub(crate) const META_GENESIS_HASH: &str = "genesis_hash";
 /// meta key: the last committed block, height (u64 BE) || block hash (32 bytes). Absent
 /// until block 1 is committed.
 pub(crate) const META_TIP: &str = "tip";
+/// meta key: the height of the snapshot this store was restored from (u64 BE). Blocks up to
+/// it are not in the store (only the header and certificate of that height are). Absent in a
+/// store that holds every block from height 1.
+pub(crate) const META_BASE: &str = "base";
 
 pub(crate) fn height_key(height: Height) -> [u8; 8] {
     height.0.to_be_bytes()

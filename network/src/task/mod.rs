@@ -18,7 +18,7 @@ use crate::behaviour::{protocol_version, Behaviour, BehaviourEvent, Topics};
 use crate::config::NetworkConfig;
 use crate::error::RequestError;
 use crate::events::{ConsensusEvent, InboundSyncRequest, TxEvent};
-use crate::handle::{CertifiedBlocks, Command, PeerInfo};
+use crate::handle::{Command, PeerInfo};
 use crate::peering::{DialFailure, Peering};
 use crate::publish::{RetryQueue, TopicKind};
 use crate::stats::NetworkStats;
@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 /// How often redials, publish retries and ban expiries are looked at.
 const TICK: Duration = Duration::from_millis(100);
 
-type Reply = oneshot::Sender<Result<CertifiedBlocks, RequestError>>;
+type Reply = oneshot::Sender<Result<SyncResponse, RequestError>>;
 type InboundAnswer = (ResponseChannel<SyncResponse>, Option<SyncResponse>);
 
 /// The channel ends the task owns.
@@ -158,8 +158,8 @@ impl SwarmTask {
     fn on_command(&mut self, command: Command) -> Option<oneshot::Sender<()>> {
         match command {
             Command::Publish { kind, data } => self.publish(kind, data, Instant::now()),
-            Command::RequestBlocks { peer, request, reply } => {
-                self.request_blocks(peer, request, reply)
+            Command::Request { peer, request, reply } => {
+                self.send_sync_request(peer, request, reply)
             }
             Command::ReportValidation { gossip, accepted } => {
                 let verdict =

@@ -1,4 +1,4 @@
-//! Block sync over request-response: our requests (bounded in flight, answered through a
+//! Block and snapshot sync over request-response: our requests (bounded in flight, answered through a
 //! oneshot) and peers' requests (handed to the node with a responder, answered busy when
 //! the node's queue is full, trimmed to the response limit).
 
@@ -6,7 +6,6 @@ use super::{Reply, SwarmTask};
 use crate::codec::fit_response;
 use crate::error::RequestError;
 use crate::events::{InboundSyncRequest, SyncResponder};
-use crate::handle::CertifiedBlocks;
 use crate::stats::NetworkStats;
 use crate::wire::{SyncRequest, SyncResponse};
 use futures::FutureExt;
@@ -15,7 +14,7 @@ use libp2p::PeerId;
 use tokio::sync::oneshot;
 
 impl SwarmTask {
-    pub(super) fn request_blocks(&mut self, peer: PeerId, request: SyncRequest, reply: Reply) {
+    pub(super) fn send_sync_request(&mut self, peer: PeerId, request: SyncRequest, reply: Reply) {
         let max = self.config.sync_requests_in_flight_max;
         if self.outbound.len() >= max {
             let _ = reply.send(Err(RequestError::TooManyInFlight { max }));
@@ -36,11 +35,7 @@ impl SwarmTask {
                 self.on_sync_request(peer, request, channel);
             }
             Event::Message { message: Message::Response { request_id, response }, .. } => {
-                let result = match response {
-                    SyncResponse::Blocks(blocks) => Ok(blocks),
-                    SyncResponse::Error(reason) => Err(RequestError::Refused { reason }),
-                };
-                self.complete_request(request_id, result);
+                self.complete_request(request_id, Ok(response));
             }
             Event::OutboundFailure { request_id, error, peer, .. } => {
                 tracing::debug!(%peer, error = %error, "sync request failed");
@@ -63,9 +58,9 @@ impl SwarmTask {
     pub(super) fn complete_request(
         &mut self,
         id: OutboundRequestId,
-        result: Result<CertifiedBlocks, RequestError>,
+        result: Result<SyncResponse, RequestError>,
     ) {
-        if result.is_err() {
+        if matches!(result, Err(_) | Ok(SyncResponse::Error(_))) {
             NetworkStats::inc(&self.stats.sync_requests_failed);
         }
         if let Some(reply) = self.outbound.remove(&id) {

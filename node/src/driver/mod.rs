@@ -9,6 +9,7 @@
 
 mod blocks;
 mod messages;
+mod snapshots;
 mod sync;
 
 use crate::shared::Shared;
@@ -55,6 +56,11 @@ pub struct Driver {
     /// Height the core was at when the last rebroadcast ran.
     rebroadcast_height: Height,
     last_commit: Option<Instant>,
+    /// Consecutive block-sync attempts that applied nothing; another peer is asked while it
+    /// is below the number of connected peers, and it resets when a block is applied.
+    sync_misses: u32,
+    /// Where snapshots are written and served from; `None` when snapshots are off.
+    snapshots: Option<snapshots::Snapshots>,
     pub stats: DriverStats,
 }
 
@@ -64,6 +70,7 @@ impl Driver {
         core: Core,
         record: Option<SigningRecord>,
         net: NetworkHandle,
+        snapshot_dir: Option<tally_ledger::SnapshotDir>,
     ) -> Driver {
         let (timeout_tx, timeout_rx) = mpsc::channel(1024);
         let (sync_tx, sync_rx) = mpsc::channel(4);
@@ -82,6 +89,8 @@ impl Driver {
             sync_in_flight: false,
             rebroadcast_height: Height(0),
             last_commit: None,
+            sync_misses: 0,
+            snapshots: snapshot_dir.map(snapshots::Snapshots::new),
             stats: DriverStats::default(),
         }
     }
@@ -118,9 +127,15 @@ impl Driver {
                     None => bail!("the network stopped"),
                 },
                 Some(result) = self.sync_rx.recv() => self.on_sync_result(result).await?,
-                Some(request) = events.sync_requests.recv() => {
-                    sync::serve_sync(self.shared.clone(), request, sync_bytes_max);
-                }
+                Some(request) = events.sync_requests.recv() => match request.request {
+                    tally_network::SyncRequest::Blocks { .. } => {
+                        sync::serve_sync(self.shared.clone(), request, sync_bytes_max);
+                    }
+                    _ => snapshots::serve_snapshot_request(
+                        self.snapshots.as_ref().map(|s| s.dir.clone()),
+                        request,
+                    ),
+                },
                 _ = rebroadcast.tick() => self.rebroadcast().await,
             }
         }
@@ -383,6 +398,7 @@ impl Driver {
             "committed block"
         );
         self.blocks.committed(height);
+        self.maybe_snapshot(block, certificate);
         if self.pending_decision.as_ref().is_some_and(|c| c.height <= height) {
             self.pending_decision = None;
         }

@@ -40,15 +40,45 @@ impl Driver {
         (peer, result): SyncResult,
     ) -> anyhow::Result<()> {
         self.sync_in_flight = false;
-        let blocks = match result {
-            Ok(blocks) => blocks,
+        let (received, applied) = match result {
+            Ok(blocks) => {
+                let received = blocks.len();
+                (received, self.apply_synced(peer, blocks).await?)
+            }
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "block sync request failed");
-                self.shared.catching_up.store(false, Ordering::Relaxed);
-                return Ok(());
+                (0, 0)
             }
         };
-        let received = blocks.len();
+        if applied == 0 {
+            // The peer failed, served a bad block, or had nothing: ask another one, at most
+            // once per connected peer until a block is applied again.
+            self.shared.catching_up.store(false, Ordering::Relaxed);
+            return self.sync_from_another(peer).await;
+        }
+        self.sync_misses = 0;
+        tracing::info!(%peer, applied, "block sync");
+        let next = self.shared.tip_height().map_or(Height(1), Height::next);
+        if next > self.core.height() {
+            self.next_height_at = None;
+            self.step(Input::StartHeight(next)).await?;
+        }
+        // A full batch means the peer may have more: keep going, and say so in `status`.
+        let more = received as u32 >= self.shared.config.consensus.sync_batch_blocks;
+        self.shared.catching_up.store(more, Ordering::Relaxed);
+        if more {
+            self.start_sync(peer);
+        }
+        Ok(())
+    }
+
+    /// Applies consecutive certified blocks from the tip on; stops at the first bad one and
+    /// penalizes its sender. Returns how many were applied.
+    async fn apply_synced(
+        &mut self,
+        peer: PeerId,
+        blocks: Vec<(Block, CommitCertificate)>,
+    ) -> anyhow::Result<usize> {
         let mut applied = 0;
         for (block, certificate) in blocks {
             let next = self.shared.tip_height().map_or(Height(1), Height::next);
@@ -65,25 +95,32 @@ impl Driver {
                 }
                 Err(e) => {
                     tracing::warn!(%peer, height = %block.header.height, error = %e, "peer served a bad block");
+                    self.shared.metrics.bad_synced_blocks.inc();
                     let _ = self.net.penalize(peer).await;
                     break;
                 }
             }
         }
-        if applied > 0 {
-            tracing::info!(%peer, applied, "block sync");
-            let next = self.shared.tip_height().map_or(Height(1), Height::next);
-            if next > self.core.height() {
-                self.next_height_at = None;
-                self.step(Input::StartHeight(next)).await?;
-            }
+        Ok(applied)
+    }
+
+    /// Starts block sync with a connected peer other than `failed`, unless every peer was
+    /// already tried since the last block applied.
+    async fn sync_from_another(&mut self, failed: PeerId) -> anyhow::Result<()> {
+        let peers: Vec<PeerId> = match self.net.peers().await {
+            Ok(peers) => peers
+                .into_iter()
+                .filter(|p| p.consensus_subscribed && p.peer_id != failed)
+                .map(|p| p.peer_id)
+                .collect(),
+            Err(_) => return Ok(()),
+        };
+        if peers.is_empty() || self.sync_misses as usize >= peers.len() {
+            return Ok(());
         }
-        // A full batch means the peer may have more: keep going, and say so in `status`.
-        let more = applied > 0 && received as u32 >= self.shared.config.consensus.sync_batch_blocks;
-        self.shared.catching_up.store(more, Ordering::Relaxed);
-        if more {
-            self.start_sync(peer);
-        }
+        let next = peers[self.sync_misses as usize % peers.len()];
+        self.sync_misses += 1;
+        self.start_sync(next);
         Ok(())
     }
 
@@ -115,7 +152,10 @@ pub(super) fn serve_sync(
     bytes_max: usize,
 ) {
     tokio::task::spawn_blocking(move || {
-        let SyncRequest::Blocks { from, count } = request.request;
+        let SyncRequest::Blocks { from, count } = request.request else {
+            request.responder.respond(SyncResponse::Error("not a block request".into()));
+            return;
+        };
         let count = count.min(tally_network::wire::SYNC_BLOCKS_MAX);
         let mut blocks = Vec::new();
         let mut bytes = 0usize;

@@ -62,12 +62,26 @@ impl Testnet {
 
     /// Like `start`, with each node's config.toml edited by `edit` before it starts.
     pub fn start_with(n: u32, accounts: u32, edit: impl Fn(&mut toml::Table)) -> Testnet {
+        Testnet::write(n, accounts, &[], |_, t| edit(t), n as usize)
+    }
+
+    /// Writes `n` nodes with `tally testnet ... <extra args>`, edits node i's config.toml with
+    /// `edit(i, table)`, and starts nodes `0..start` (the others wait for `start_node`).
+    pub fn write(
+        n: u32,
+        accounts: u32,
+        extra: &[&str],
+        edit: impl Fn(usize, &mut toml::Table),
+        start: usize,
+    ) -> Testnet {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = free_base_port(n);
         let chain = format!("tally-it-{base}");
         let out = Command::new(tally_bin())
             .args(["testnet", "--validators", &n.to_string(), "--accounts", &accounts.to_string()])
-            .args(["--base-port", &base.to_string(), "--chain-id", &chain, "--out"])
+            .args(["--base-port", &base.to_string(), "--chain-id", &chain])
+            .args(extra)
+            .arg("--out")
             .arg(dir.path())
             .output()
             .expect("run tally testnet");
@@ -83,7 +97,7 @@ impl Testnet {
             let config_path = home.join("config.toml");
             let text = std::fs::read_to_string(&config_path).expect("read config.toml");
             let mut table: toml::Table = toml::from_str(&text).expect("parse config.toml");
-            edit(&mut table);
+            edit(i as usize, &mut table);
             std::fs::write(&config_path, toml::to_string(&table).expect("encode config"))
                 .expect("write config.toml");
             nodes.push(Node { home, rpc_port: p2p + 1, metrics_port: p2p + 4, child: None });
@@ -94,7 +108,7 @@ impl Testnet {
             chain_id: ChainId::new(chain).expect("chain id"),
             http: ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build(),
         };
-        for i in 0..n as usize {
+        for i in 0..start {
             net.start_node(i);
         }
         net
