@@ -60,7 +60,8 @@ impl Default for FailingBackend {
 }
 
 impl FailingBackend {
-    fn from_image(image: Vec<u8>) -> FailingBackend {
+    /// A backend holding `image` as both its written and its durable image, nothing armed.
+    pub fn from_image(image: Vec<u8>) -> FailingBackend {
         FailingBackend(Arc::new(State {
             images: Mutex::new(Images { written: image.clone(), durable: image }),
             ops_left: AtomicU64::new(u64::MAX),
@@ -77,6 +78,11 @@ impl FailingBackend {
     /// How many operations have failed so far.
     pub fn failures(&self) -> u64 {
         self.0.failures.load(Ordering::SeqCst)
+    }
+
+    /// What the OS has (every write so far), for use as a template with [`Self::from_image`].
+    pub fn written_image(&self) -> Vec<u8> {
+        self.0.images.lock().written.clone()
     }
 
     /// Freezes this backend and returns a fresh one holding what survives `crash`.

@@ -1,6 +1,7 @@
 //! Real protocol objects for seed corpora and for targets that mix valid and garbage input:
 //! test keys, signed txs, blocks, votes, proposals and certificates.
 
+use std::sync::OnceLock;
 use tally_consensus::{
     BlockHash, CommitCertificate, CommitSig, Height, Proposal, Round, SignedProposal, SignedVote,
     ValidatorIndex, Vote, VoteType,
@@ -12,9 +13,13 @@ pub fn chain_id() -> ChainId {
     ChainId::new("tally-fuzz").expect("a valid chain id")
 }
 
-/// Test key `i` (insecure, derived from a label).
+/// Test key `i` (insecure, derived from a label). Derived once per process: deriving costs a
+/// base-point multiplication, which showed in every target that signs per input.
 pub fn keypair(i: u8) -> Keypair {
-    Keypair::derive_insecure(&format!("tally-fuzz/key/{i}"))
+    static KEYS: [OnceLock<Keypair>; 256] = [const { OnceLock::new() }; 256];
+    KEYS[usize::from(i)]
+        .get_or_init(|| Keypair::derive_insecure(&format!("tally-fuzz/key/{i}")))
+        .clone()
 }
 
 /// A transfer from test key `from` to test key `to`, signed by `from`.

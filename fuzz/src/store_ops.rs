@@ -13,9 +13,10 @@
 //! all); reads always agree with the model.
 
 use crate::failing_backend::{Crash, FailingBackend};
-use crate::fixtures::{account_key, certificate, chain_id, keypair};
+use crate::fixtures::{account_key, chain_id, keypair};
 use std::collections::BTreeMap;
-use tally_consensus::{BlockHash, CommitCertificate, Height};
+use std::sync::OnceLock;
+use tally_consensus::{BlockHash, CommitCertificate, CommitSig, Height, Round, ValidatorIndex};
 use tally_crypto::{PublicKey, Signature};
 use tally_ledger::store::{CommitError, ReadError};
 use tally_ledger::{
@@ -108,6 +109,24 @@ fn tx(n: u64) -> Tx {
     Tx { transfer, signature: Signature([0; 64]) }
 }
 
+/// A certificate for `block` from validators 0, 1 and 2. The store does not verify its
+/// signatures (the ledger did before committing), so they are placeholders: signing three
+/// votes per commit took a quarter of this target's time.
+fn certificate(block: &Block) -> CommitCertificate {
+    let signatures = (0..3u8)
+        .map(|i| CommitSig {
+            validator: ValidatorIndex(u32::from(i)),
+            signature: Signature([i; 64]),
+        })
+        .collect();
+    CommitCertificate {
+        height: block.header.height,
+        round: Round(0),
+        block_hash: block.hash(),
+        signatures,
+    }
+}
+
 fn block(height: Height, parent: BlockHash, txs: Vec<Tx>) -> Block {
     let hashes: Vec<TxHash> = txs.iter().map(Tx::hash).collect();
     let mut b = crate::fixtures::block(height.0, txs, parent);
@@ -122,12 +141,40 @@ struct Harness {
     next_tx: u64,
 }
 
+/// The redb region size of the template database. redb's default (4 GiB a region) makes every
+/// open, commit and close walk allocator bitmaps for a million pages, which held this target
+/// to about 20 execs/s; small regions also make the store grow over several regions.
+#[cfg_attr(not(fuzzing), allow(dead_code))]
+const REGION_BYTES: u64 = 256 * 1024;
+
+/// The image of a store that has just been created with [`REGION_BYTES`] regions, been given
+/// its tables and the genesis, and been closed cleanly. Built once per process: every input
+/// starts from a copy, as if it had been created by that input (no failure is armed before
+/// the first op either way). redb keeps the region size in the file header, so the store
+/// reopened from this image keeps the small regions.
+fn template() -> &'static [u8] {
+    static TEMPLATE: OnceLock<Vec<u8>> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let backend = FailingBackend::default();
+        #[cfg_attr(not(fuzzing), allow(unused_mut))]
+        let mut builder = redb::Database::builder();
+        // `set_region_size` exists only under `--cfg fuzzing`, which cargo-fuzz always sets.
+        #[cfg(fuzzing)]
+        builder.set_region_size(REGION_BYTES);
+        drop(builder.create_with_backend(backend.clone()).expect("a fresh database is created"));
+        let store = Store::open_with_backend(backend.clone()).expect("a fresh store opens");
+        store.init_genesis(&genesis()).expect("genesis is written");
+        drop(store);
+        backend.written_image()
+    })
+}
+
 impl Harness {
     fn new() -> Harness {
-        let backend = FailingBackend::default();
-        let store = Store::open_with_backend(backend.clone()).expect("a fresh store opens");
+        let backend = FailingBackend::from_image(template().to_vec());
+        let store = Store::open_with_backend(backend.clone()).expect("the template store opens");
         let g = genesis();
-        store.init_genesis(&g).expect("genesis is written");
+        store.init_genesis(&g).expect("the template store has this genesis");
         let model = Model {
             genesis_hash: BlockHash(g.hash()),
             blocks: Vec::new(),
@@ -204,7 +251,7 @@ impl Harness {
             _ => {}
         }
         let b = block(height, parent, txs);
-        let mut cert: CommitCertificate = certificate(&b);
+        let mut cert = certificate(&b);
         if kind % 8 == 3 {
             cert.height = Height(cert.height.0 + 1);
             expect_ok = false;
