@@ -211,3 +211,162 @@ fn open_with_backend_works_in_memory() {
     store.commit_block(&b, &certificate(Height(1), b.hash()), &BTreeMap::new()).expect("commit");
     assert_eq!(store.tip().expect("tip"), Some((Height(1), b.hash())));
 }
+
+/// A storage backend in memory whose operations all fail once `ops_left` reaches zero; the
+/// bytes outlive the `Store`, so a test can reopen what a failed process left behind.
+#[derive(Debug, Clone, Default)]
+struct FlakyBackend {
+    bytes: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    ops_left: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Growing the file fails (a full disk), whatever `ops_left` says.
+    full: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FlakyBackend {
+    fn new() -> Self {
+        let b = FlakyBackend::default();
+        b.disarm();
+        b
+    }
+
+    fn fail_after(&self, ops: u64) {
+        self.ops_left.store(ops, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn disarm(&self) {
+        self.fail_after(u64::MAX);
+        self.full.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn image(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.bytes.lock().expect("no test thread panicked holding the image")
+    }
+
+    fn check(&self) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        let left = self.ops_left.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(std::io::Error::other("injected IO failure"));
+        }
+        if left != u64::MAX {
+            self.ops_left.store(left - 1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+impl redb::StorageBackend for FlakyBackend {
+    fn len(&self) -> std::io::Result<u64> {
+        self.check()?;
+        Ok(self.image().len() as u64)
+    }
+
+    fn read(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        self.check()?;
+        let start = offset as usize;
+        Ok(self.image()[start..start + len].to_vec())
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.check()?;
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) && len > self.image().len() as u64 {
+            return Err(std::io::Error::other("injected: no space left on device"));
+        }
+        self.image().resize(len as usize, 0);
+        Ok(())
+    }
+
+    fn sync_data(&self, _eventual: bool) -> std::io::Result<()> {
+        self.check()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.check()?;
+        let mut bytes = self.image();
+        let end = offset as usize + data.len();
+        if bytes.len() < end {
+            bytes.resize(end, 0);
+        }
+        bytes[offset as usize..end].copy_from_slice(data);
+        Ok(())
+    }
+}
+
+/// An IO error in the middle of a commit is a database error, not a panic (redb refuses an
+/// explicit abort once its storage has failed; found by the `store_ops` fuzz target), and a
+/// store reopened on what was written holds block 1 or all of block 2, never part of it.
+#[test]
+fn io_error_during_commit_is_an_error_and_reopen_finds_a_whole_block() {
+    let g = genesis(2);
+    let b1 = block(1, BlockHash(g.hash()), vec![]);
+    let txs: Vec<Tx> = (0..50).map(|n| transfer(&user(0), user(1).public(), 1, n)).collect();
+    let b2 = block(2, b1.hash(), txs.clone());
+    let c2 = changes(&[(user(0).public(), 950, 50), (user(1).public(), 1050, 0)]);
+    let mut failed_inside = 0;
+    for ops in 0..200 {
+        let backend = FlakyBackend::new();
+        {
+            let store = Store::open_with_backend(backend.clone()).expect("open");
+            store.init_genesis(&g).expect("genesis");
+            store.commit_block(&b1, &certificate(Height(1), b1.hash()), &BTreeMap::new()).unwrap();
+        }
+        // A cold cache: the next commit reads its pages through the backend.
+        let store = Store::open_with_backend(backend.clone()).expect("reopen");
+        backend.fail_after(ops);
+        let result = store.commit_block(&b2, &certificate(Height(2), b2.hash()), &c2);
+        drop(store);
+        backend.disarm();
+        match result {
+            Ok(()) => {}
+            Err(CommitError::Db(_)) => failed_inside += 1,
+            Err(e) => panic!("an IO failure surfaced as {e}"),
+        }
+        let store = Store::open_with_backend(backend.clone()).expect("reopen after the failure");
+        match store.tip().expect("tip") {
+            Some((Height(1), hash)) => {
+                assert_eq!(hash, b1.hash());
+                assert_eq!(store.tx(&txs[0].hash()).unwrap(), None);
+                assert_eq!(store.account(&user(0).public()).unwrap().balance, INITIAL_BALANCE);
+            }
+            Some((Height(2), hash)) => {
+                assert_eq!(hash, b2.hash());
+                assert_eq!(store.block(Height(2)).unwrap(), Some(b2.clone()));
+                assert_eq!(store.tx(&txs[49].hash()).unwrap(), Some((Height(2), 49, txs[49])));
+                assert_eq!(store.account(&user(0).public()).unwrap().nonce, 50);
+            }
+            other => panic!("after an IO failure the tip is {other:?}"),
+        }
+    }
+    assert!(failed_inside > 10, "only {failed_inside} commits met the injected failure");
+}
+
+/// The disk fills up while a big block is being written (redb grows the file in the middle of
+/// the write transaction and that fails): the commit is a database error, not a panic, and the
+/// store reopened afterwards holds block 1 only. Before the fix, redb's assertion on abort
+/// after a storage failure panicked here.
+#[test]
+fn disk_full_while_a_block_grows_the_file_is_an_error() {
+    let g = genesis(2);
+    let b1 = block(1, BlockHash(g.hash()), vec![]);
+    let txs: Vec<Tx> = (0..5000).map(|n| transfer(&user(0), user(1).public(), 1, n)).collect();
+    let b2 = block(2, b1.hash(), txs.clone());
+    let backend = FlakyBackend::new();
+    {
+        let store = Store::open_with_backend(backend.clone()).expect("open");
+        store.init_genesis(&g).expect("genesis");
+        store.commit_block(&b1, &certificate(Height(1), b1.hash()), &BTreeMap::new()).unwrap();
+        backend.full.store(true, std::sync::atomic::Ordering::SeqCst);
+        let result = store.commit_block(&b2, &certificate(Height(2), b2.hash()), &BTreeMap::new());
+        assert!(matches!(result, Err(CommitError::Db(_))), "got {result:?}");
+        // Nothing more can be written until the store is reopened.
+        assert!(store
+            .commit_block(&b2, &certificate(Height(2), b2.hash()), &BTreeMap::new())
+            .is_err());
+    }
+    backend.disarm();
+    let store = Store::open_with_backend(backend.clone()).expect("reopen after the failure");
+    assert_eq!(store.tip().unwrap(), Some((Height(1), b1.hash())));
+    assert_eq!(store.tx(&txs[0].hash()).unwrap(), None);
+    store.commit_block(&b2, &certificate(Height(2), b2.hash()), &BTreeMap::new()).unwrap();
+    assert_eq!(store.tip().unwrap(), Some((Height(2), b2.hash())));
+}

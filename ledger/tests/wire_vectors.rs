@@ -130,3 +130,38 @@ fn account_proof_vectors() {
     assert_eq!(tree.prove(&key(100)).1, absent);
     absent.verify(&root, &key(100), None).expect("absence");
 }
+
+#[test]
+fn snapshot_chunk_vector() {
+    use tally_ledger::snapshot::{chunk_hash, decode_chunk, make_snapshot};
+    let v = vectors();
+    let key = |i: u32| Keypair::derive_insecure(&format!("tally-testnet/account/{i}")).public();
+    let state = StateTree::from_accounts([
+        (key(0), Account { balance: 5, nonce: 1 }),
+        (key(1), Account { balance: 7, nonce: 0 }),
+    ]);
+    let header = tally_ledger::Header {
+        chain_id: ChainId::new("tally-local").expect("chain id"),
+        height: Height(100),
+        time_ms: 1_700_000_000_000,
+        prev_block_hash: BlockHash(Hash::ZERO),
+        tx_root: Hash::ZERO,
+        tx_count: 0,
+        state_root: state.root(),
+        proposer: key(0),
+        validators_hash: Hash::ZERO,
+    };
+    let certificate = tally_consensus::CommitCertificate {
+        height: Height(100),
+        round: Round(0),
+        block_hash: header.hash(),
+        signatures: vec![],
+    };
+    let (offer, chunks) = make_snapshot(&state, &header, &certificate);
+    assert_eq!(hex::encode(&chunks[0]), v["snapshot.chunk"]);
+    assert_eq!(chunk_hash(&chunks[0]).to_hex(), v["snapshot.chunk_hash"]);
+    assert_eq!(offer.manifest.chunk_hashes, vec![chunk_hash(&chunks[0])]);
+    assert_eq!(state.root().to_hex(), v["snapshot.state_root"]);
+    let decoded = decode_chunk(&hex::decode(&v["snapshot.chunk"]).expect("hex")).expect("chunk");
+    assert_eq!(StateTree::from_accounts(decoded).root(), state.root());
+}

@@ -34,11 +34,24 @@ impl Store {
                 txn.commit()?;
                 Ok(())
             }
-            Err(e) => {
-                txn.abort()?;
-                Err(e)
-            }
+            Err(e) => Err(abandon(txn, e)),
         }
+    }
+}
+
+/// Ends a write transaction whose writing failed with `error`, leaving nothing behind, and
+/// returns the error to report. After a database error the storage may have failed midway:
+/// redb then refuses an explicit abort (it panics), and dropping the transaction is the way
+/// out (the drop rolls back what it can and the next transaction recovers the file). A refusal
+/// (wrong height, duplicate tx, ...) is aborted explicitly, so a failing abort is reported.
+pub(super) fn abandon(txn: WriteTransaction, error: CommitError) -> CommitError {
+    if matches!(error, CommitError::Db(_)) {
+        drop(txn);
+        return error;
+    }
+    match txn.abort() {
+        Ok(()) => error,
+        Err(abort) => abort.into(),
     }
 }
 

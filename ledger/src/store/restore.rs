@@ -31,10 +31,7 @@ impl Store {
                 txn.commit()?;
                 Ok(())
             }
-            Err(e) => {
-                txn.abort()?;
-                Err(e)
-            }
+            Err(e) => Err(super::commit::abandon(txn, e)),
         }
     }
 
