@@ -76,15 +76,18 @@ impl Testnet {
     ) -> Testnet {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = free_base_port(n);
-        let chain = format!("tally-it-{base}");
-        let out = Command::new(tally_bin())
+        // A test may name the chain itself (`--chain-id` in `extra`).
+        let given = extra.windows(2).find(|w| w[0] == "--chain-id").map(|w| w[1].to_string());
+        let chain = given.clone().unwrap_or_else(|| format!("tally-it-{base}"));
+        let mut command = Command::new(tally_bin());
+        command
             .args(["testnet", "--validators", &n.to_string(), "--accounts", &accounts.to_string()])
-            .args(["--base-port", &base.to_string(), "--chain-id", &chain])
-            .args(extra)
-            .arg("--out")
-            .arg(dir.path())
-            .output()
-            .expect("run tally testnet");
+            .args(["--base-port", &base.to_string()]);
+        if given.is_none() {
+            command.args(["--chain-id", &chain]);
+        }
+        let out =
+            command.args(extra).arg("--out").arg(dir.path()).output().expect("run tally testnet");
         assert!(
             out.status.success(),
             "tally testnet failed: {}",
