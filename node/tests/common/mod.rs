@@ -119,7 +119,12 @@ impl Testnet {
 
     pub fn start_node(&mut self, i: usize) {
         let node = &mut self.nodes[i];
-        let log = std::fs::File::create(node.home.join("node.log")).expect("log file");
+        // Appended to, so a restarted node's log keeps what it said before.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.home.join("node.log"))
+            .expect("log file");
         let child = Command::new(tally_bin())
             .args(["start", "--home"])
             .arg(&node.home)
@@ -218,13 +223,33 @@ impl Testnet {
     }
 
     pub fn account_key(&self, index: u32) -> Keypair {
-        Keypair::derive_insecure(&format!("{SEED}/account/{index}"))
+        self.accounts().key(index)
     }
 
     pub fn signed_transfer(&self, from: u32, to: u32, amount: u64, nonce: u64) -> Tx {
-        let key = self.account_key(from);
-        let transfer =
-            Transfer { from: key.public(), to: self.account_key(to).public(), amount, nonce };
+        self.accounts().transfer(from, to, amount, nonce)
+    }
+
+    /// The funded test accounts of this chain, for threads that do not hold the `Testnet`.
+    pub fn accounts(&self) -> Accounts {
+        Accounts { chain_id: self.chain_id.clone() }
+    }
+}
+
+/// Keys and signed transfers of the accounts `tally testnet` funds (`<SEED>/account/<i>`).
+#[derive(Clone)]
+pub struct Accounts {
+    chain_id: ChainId,
+}
+
+impl Accounts {
+    pub fn key(&self, index: u32) -> Keypair {
+        Keypair::derive_insecure(&format!("{SEED}/account/{index}"))
+    }
+
+    pub fn transfer(&self, from: u32, to: u32, amount: u64, nonce: u64) -> Tx {
+        let key = self.key(from);
+        let transfer = Transfer { from: key.public(), to: self.key(to).public(), amount, nonce };
         Tx::sign(transfer, &key, &self.chain_id)
     }
 }
