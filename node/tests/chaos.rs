@@ -3,7 +3,8 @@
 //! again (never more than one of four down, so f = 1 is never exceeded). Afterwards: one block
 //! hash per height on every node, every tx any node acknowledged as committed is in every
 //! node's ledger at the acknowledged height, no node reported an equivocation or panicked,
-//! and the chain advanced.
+//! and the chain advanced. A killed validator, once restarted, reports at least the height it
+//! reported just before the kill (its store reopened at a whole block, none lost).
 //!
 //! `TALLY_CHAOS_SECONDS` sets the length of the chaos phase (default 30, as CI runs it);
 //! `testnet/chaos.sh 300` runs five minutes. `TALLY_CHAOS_SEED` picks the kill sequence.
@@ -123,6 +124,9 @@ fn n4_kill_restart_chaos_under_load_slow() {
             std::thread::sleep(KILL_EVERY);
             let victim = (next(&mut seed) % VALIDATORS as u64) as usize;
             let n = &mut net;
+            // What it reported as committed just before the kill must still be there after
+            // the restart: the store reopens at a whole block at or above it.
+            let before = n.height(victim);
             n.kill_node(victim);
             kills += 1;
             std::thread::sleep(DOWN_FOR);
@@ -132,8 +136,14 @@ fn n4_kill_restart_chaos_under_load_slow() {
             n.start_node(victim);
             // Back when it has caught up with the height the others had at its restart;
             // only then is the next validator killed (at most one of four is ever out).
+            let mut first_answer = true;
             let caught_up = loop {
-                if n.height(victim).is_some_and(|h| h >= tip) {
+                let now = n.height(victim);
+                if let (true, Some(now), Some(before)) = (first_answer, now, before) {
+                    assert!(now >= before, "validator {victim} lost blocks: {before} -> {now}");
+                    first_answer = false;
+                }
+                if now.is_some_and(|h| h >= tip) {
                     break true;
                 }
                 if restarted.elapsed() > Duration::from_secs(60) {
