@@ -292,15 +292,23 @@ impl redb::StorageBackend for FlakyBackend {
     }
 }
 
+/// A two-account genesis, an empty block 1, and block 2 with `count` transfers of 1 from
+/// user 0 to user 1 (nonces 0..count).
+fn empty_block_then_transfers(count: u64) -> (tally_ledger::Genesis, Block, Block) {
+    let g = genesis(2);
+    let b1 = block(1, BlockHash(g.hash()), vec![]);
+    let txs: Vec<Tx> = (0..count).map(|n| transfer(&user(0), user(1).public(), 1, n)).collect();
+    let b2 = block(2, b1.hash(), txs);
+    (g, b1, b2)
+}
+
 /// An IO error in the middle of a commit is a database error, not a panic (redb refuses an
 /// explicit abort once its storage has failed; found by the `store_ops` fuzz target), and a
 /// store reopened on what was written holds block 1 or all of block 2, never part of it.
 #[test]
 fn io_error_during_commit_is_an_error_and_reopen_finds_a_whole_block() {
-    let g = genesis(2);
-    let b1 = block(1, BlockHash(g.hash()), vec![]);
-    let txs: Vec<Tx> = (0..50).map(|n| transfer(&user(0), user(1).public(), 1, n)).collect();
-    let b2 = block(2, b1.hash(), txs.clone());
+    let (g, b1, b2) = empty_block_then_transfers(50);
+    let txs = &b2.txs;
     let c2 = changes(&[(user(0).public(), 950, 50), (user(1).public(), 1050, 0)]);
     let mut failed_inside = 0;
     for ops in 0..200 {
@@ -346,10 +354,8 @@ fn io_error_during_commit_is_an_error_and_reopen_finds_a_whole_block() {
 /// after a storage failure panicked here.
 #[test]
 fn disk_full_while_a_block_grows_the_file_is_an_error() {
-    let g = genesis(2);
-    let b1 = block(1, BlockHash(g.hash()), vec![]);
-    let txs: Vec<Tx> = (0..5000).map(|n| transfer(&user(0), user(1).public(), 1, n)).collect();
-    let b2 = block(2, b1.hash(), txs.clone());
+    let (g, b1, b2) = empty_block_then_transfers(5000);
+    let txs = &b2.txs;
     let backend = FlakyBackend::new();
     {
         let store = Store::open_with_backend(backend.clone()).expect("open");

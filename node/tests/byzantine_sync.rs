@@ -12,7 +12,6 @@ mod common;
 
 use common::Testnet;
 use serde_json::json;
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -107,30 +106,6 @@ fn peer_of(addr: &Multiaddr) -> PeerId {
         .expect("a peer address ends in /p2p/<id>")
 }
 
-fn metric(net: &Testnet, node: usize, name: &str) -> u64 {
-    net.metrics(node)
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn snapshot_heights(net: &Testnet, node: usize) -> Vec<u64> {
-    let out = Command::new(common::tally_bin())
-        .args(["snapshot", "list", "--home"])
-        .arg(&net.nodes[node].home)
-        .output()
-        .expect("tally snapshot list");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-        .collect()
-}
-
-fn block_hash(net: &Testnet, node: usize, height: u64) -> String {
-    let b = net.rpc(node, "block", json!({ "height": height.to_string() })).expect("block");
-    b["block_id"]["hash"].as_str().expect("block hash").to_string()
-}
-
 #[test]
 fn n4_full_node_refuses_a_lying_peer_during_state_sync_and_block_sync_slow() {
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -209,7 +184,7 @@ fn n4_full_node_refuses_a_lying_peer_during_state_sync_and_block_sync_slow() {
     net.wait_height(&[0, 1, 2, 3], 2 * SNAPSHOT_INTERVAL + 5, Duration::from_secs(120));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let (a, b) = (snapshot_heights(&net, 0), snapshot_heights(&net, 1));
+        let (a, b) = (net.snapshot_heights(0), net.snapshot_heights(1));
         if a.len() >= 2 && a == b {
             break;
         }
@@ -229,14 +204,14 @@ fn n4_full_node_refuses_a_lying_peer_during_state_sync_and_block_sync_slow() {
     assert_eq!(bad_chunks, lied_chunks, "every tampered chunk refused");
     // A tampered block is refused and counted unless consensus committed its height first
     // (the answer then holds nothing new); none is applied (same block hash as validator 0).
-    let bad_blocks = metric(&net, FULL_NODE, "tally_bad_synced_blocks_total");
+    let bad_blocks = net.metric(FULL_NODE, "tally_bad_synced_blocks_total");
     assert!(bad_blocks <= u64::from(lies.blocks.load(Ordering::SeqCst)));
     eprintln!(
         "phase 1: {lied_chunks} tampered chunks refused; {bad_blocks} of {} tampered block answers refused",
         lies.blocks.load(Ordering::SeqCst)
     );
     let h = net.height(FULL_NODE).expect("height");
-    assert_eq!(block_hash(&net, FULL_NODE, h), block_hash(&net, 0, h), "same block at {h}");
+    assert_eq!(net.block_hash(FULL_NODE, h), net.block_hash(0, h), "same block at {h}");
     for index in [0, 1, 8191, 8192, 19_999] {
         let address = net.account_key(index).public().to_hex();
         let q = json!({ "address": address, "prove": true });
@@ -258,11 +233,11 @@ fn n4_full_node_refuses_a_lying_peer_during_state_sync_and_block_sync_slow() {
     net.start_node(FULL_NODE);
     net.wait_height(&[FULL_NODE], behind, Duration::from_secs(120));
     let lied = lies.blocks.load(Ordering::SeqCst);
-    let refused = metric(&net, FULL_NODE, "tally_bad_synced_blocks_total");
+    let refused = net.metric(FULL_NODE, "tally_bad_synced_blocks_total");
     eprintln!("phase 2: {refused} of {lied} tampered block answers refused");
     assert!(lied >= 1, "the liar was asked for no block");
     assert_eq!(refused, u64::from(lied), "every tampered block refused");
-    assert_eq!(block_hash(&net, FULL_NODE, behind), block_hash(&net, 0, behind));
+    assert_eq!(net.block_hash(FULL_NODE, behind), net.block_hash(0, behind));
     for i in [0, 2, 3, FULL_NODE] {
         assert!(!net.log_of(i).contains("equivocation detected"), "node {i} reported evidence");
     }

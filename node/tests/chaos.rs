@@ -11,8 +11,8 @@
 
 mod common;
 
-use common::{b64, Accounts, Testnet};
-use serde_json::{json, Value};
+use common::{b64, rpc_at, Accounts, Testnet};
+use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -25,22 +25,6 @@ const DOWN_FOR: Duration = Duration::from_millis(1500);
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// A JSON-RPC call to the node on `port`, independent of the `Testnet` (which the killer
-/// thread owns meanwhile).
-fn call(agent: &ureq::Agent, port: u16, method: &str, params: Value) -> Result<Value, String> {
-    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-    let reply = match agent.post(&format!("http://127.0.0.1:{port}")).send_json(body) {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => return Err(e.to_string()),
-    };
-    let reply: Value = reply.into_json().map_err(|e| e.to_string())?;
-    match reply.get("result") {
-        Some(result) => Ok(result.clone()),
-        None => Err(reply["error"].to_string()),
-    }
 }
 
 /// A tx acknowledged as committed by some node.
@@ -69,7 +53,7 @@ fn submit(
         let tx = accounts.transfer(sender, to, 1, nonce);
         turn += 1;
         let port = ports[turn % ports.len()];
-        match call(&agent, port, "broadcast_tx_commit", json!({ "tx": b64(&tx) })) {
+        match rpc_at(&agent, port, "broadcast_tx_commit", json!({ "tx": b64(&tx) })) {
             Ok(r) => {
                 let height = r["height"].as_str().and_then(|h| h.parse().ok()).expect("height");
                 acked.lock().expect("lock").push(Acked { hash: tx.hash().0.to_hex(), height });
@@ -78,7 +62,7 @@ fn submit(
             Err(_) => {
                 std::thread::sleep(Duration::from_millis(200));
                 let port = ports[(turn + 1) % ports.len()];
-                if let Ok(a) = call(&agent, port, "account", json!({ "address": address })) {
+                if let Ok(a) = rpc_at(&agent, port, "account", json!({ "address": address })) {
                     let committed: u64 =
                         a["nonce"].as_str().and_then(|n| n.parse().ok()).unwrap_or(nonce);
                     nonce = nonce.max(committed);
@@ -99,7 +83,7 @@ fn n4_kill_restart_chaos_under_load_slow() {
     let seconds = env_u64("TALLY_CHAOS_SECONDS", 30);
     let mut seed = env_u64("TALLY_CHAOS_SEED", 1);
     eprintln!("chaos: {seconds} s, seed {seed}");
-    let net = Testnet::start_with(VALIDATORS as u32, ACCOUNTS, |t| {
+    let mut net = Testnet::start_with(VALIDATORS as u32, ACCOUNTS, |t| {
         let consensus = t.entry("consensus").or_insert(toml::Table::new().into());
         let consensus = consensus.as_table_mut().expect("consensus table");
         consensus.insert("timeout_commit_ms".into(), 100.into());
@@ -111,7 +95,6 @@ fn n4_kill_restart_chaos_under_load_slow() {
     let accounts = net.accounts();
     let stop = AtomicBool::new(false);
     let acked = Mutex::new(Vec::new());
-    let mut net = net;
     let mut kills = 0u32;
     let mut back_secs: Vec<f64> = Vec::new();
     std::thread::scope(|scope| {
@@ -162,24 +145,13 @@ fn n4_kill_restart_chaos_under_load_slow() {
     net.wait_height(&[0, 1, 2, 3], top.max(start_height) + 2, Duration::from_secs(90));
     let tip = (0..VALIDATORS).filter_map(|i| net.height(i)).min().expect("heights");
 
-    // One block hash per height on every node.
-    for h in 1..=tip {
-        let hashes: Vec<String> = (0..VALIDATORS)
-            .map(|i| {
-                let b = net.rpc(i, "block", json!({ "height": h.to_string() })).expect("block");
-                b["block_id"]["hash"].as_str().expect("hash").to_string()
-            })
-            .collect();
-        assert!(hashes.windows(2).all(|w| w[0] == w[1]), "height {h}: {hashes:?}");
-    }
+    net.assert_one_hash_per_height(&[0, 1, 2, 3], tip);
     // Every acknowledged tx is in every node's ledger, at the acknowledged height.
-    let mut found = 0;
     for a in &acked {
         for i in 0..VALIDATORS {
             let t = net.rpc(i, "tx", json!({ "hash": a.hash })).expect("an acknowledged tx");
             assert_eq!(t["height"].as_str(), Some(a.height.to_string().as_str()), "{}", a.hash);
         }
-        found += 1;
     }
     for i in 0..VALIDATORS {
         let log = net.log_of(i);
@@ -191,10 +163,10 @@ fn n4_kill_restart_chaos_under_load_slow() {
     let median = back_secs.get(back_secs.len() / 2).copied().unwrap_or(0.0);
     let max = back_secs.last().copied().unwrap_or(0.0);
     eprintln!(
-        "chaos: {kills} kills and restarts in {seconds} s; {} txs acknowledged, {found} found on \
+        "chaos: {kills} kills and restarts in {seconds} s; {n} txs acknowledged, {n} found on \
          all {VALIDATORS} nodes; {advanced} blocks; restart to caught up: median {median:.1} s, \
          max {max:.1} s",
-        acked.len()
+        n = acked.len()
     );
     assert!(kills >= 1 && !acked.is_empty(), "no chaos happened");
     assert!(advanced as f64 >= seconds as f64 / 2.0, "the chain advanced only {advanced} blocks");

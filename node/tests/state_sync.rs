@@ -103,20 +103,13 @@ fn n4_full_node_state_syncs_and_a_wiped_validator_block_syncs_back_slow() {
     );
 
     // Snapshots were written (and the oldest pruned: keep_recent = 2).
-    let list = Command::new(tally_bin())
-        .args(["snapshot", "list", "--home"])
-        .arg(&net.nodes[0].home)
-        .output()
-        .expect("tally snapshot list");
-    let list = String::from_utf8_lossy(&list.stdout).to_string();
-    let heights: Vec<u64> =
-        list.lines().filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect();
+    let heights = net.snapshot_heights(0);
     assert!(
         heights.len() == 2
             && heights[1] >= 300
             && heights[1] % SNAPSHOT_INTERVAL == 0
             && heights[1] - heights[0] == SNAPSHOT_INTERVAL,
-        "node 0 keeps its two newest snapshots, every {SNAPSHOT_INTERVAL} blocks: {list}"
+        "node 0 keeps its two newest snapshots, every {SNAPSHOT_INTERVAL} blocks: {heights:?}"
     );
 
     // The fifth node, new, state-syncs from a snapshot and follows the chain.

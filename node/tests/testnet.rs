@@ -56,15 +56,7 @@ fn n4_two_hundred_transfers_commit_identically_then_survive_a_sigkill_slow() {
 
     // The same block hash at every height on every node.
     let tip = (0..4).map(|i| net.height(i).expect("height")).min().expect("four nodes");
-    for h in 1..=tip {
-        let ids: Vec<String> = (0..4)
-            .map(|i| {
-                let b = net.rpc(i, "block", json!({ "height": h.to_string() })).expect("block");
-                b["block_id"]["hash"].as_str().expect("hash").to_string()
-            })
-            .collect();
-        assert!(ids.iter().all(|id| *id == ids[0]), "height {h}: {ids:?}");
-    }
+    net.assert_one_hash_per_height(&[0, 1, 2, 3], tip);
 
     // The same balances and nonces everywhere, and the ones the transfers imply.
     for (account, balance) in &expected {
@@ -94,10 +86,7 @@ fn n4_two_hundred_transfers_commit_identically_then_survive_a_sigkill_slow() {
     net.start_node(3);
     let target = net.height(0).expect("height") + 2;
     net.wait_height(&[0, 1, 2, 3], target, Duration::from_secs(60));
-    let h = target.to_string();
-    let id =
-        |i| net.rpc(i, "block", json!({ "height": h })).expect("block")["block_id"]["hash"].clone();
-    assert_eq!(id(3), id(0));
+    assert_eq!(net.block_hash(3, target), net.block_hash(0, target));
     assert!(net.log_of(3).contains("block sync"), "the restarted node caught up by block sync");
     // No node saw an honest validator sign two conflicting messages, the restarted one
     // included (its signing record was reloaded).

@@ -149,20 +149,42 @@ impl Testnet {
     }
 
     pub fn rpc(&self, i: usize, method: &str, params: Value) -> Result<Value, Value> {
-        let url = format!("http://127.0.0.1:{}", self.nodes[i].rpc_port);
-        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-        let reply: Value = self
-            .http
-            .post(&url)
-            .send_json(body)
-            .map_err(|e| json!({ "transport": e.to_string() }))?
-            .into_json()
-            .map_err(|e| json!({ "transport": e.to_string() }))?;
-        match (reply.get("result"), reply.get("error")) {
-            (Some(r), None) => Ok(r.clone()),
-            (_, Some(e)) => Err(e.clone()),
-            _ => Err(json!({ "malformed": reply })),
+        rpc_at(&self.http, self.nodes[i].rpc_port, method, params)
+    }
+
+    /// The hash of node i's block at `height`.
+    pub fn block_hash(&self, i: usize, height: u64) -> String {
+        let b = self.rpc(i, "block", json!({ "height": height.to_string() })).expect("block");
+        b["block_id"]["hash"].as_str().expect("block hash").to_string()
+    }
+
+    /// Asserts that every node in `which` holds the same block at every height 1..=`tip`.
+    pub fn assert_one_hash_per_height(&self, which: &[usize], tip: u64) {
+        for h in 1..=tip {
+            let ids: Vec<String> = which.iter().map(|&i| self.block_hash(i, h)).collect();
+            assert!(ids.iter().all(|id| *id == ids[0]), "height {h}: {ids:?}");
         }
+    }
+
+    /// The heights of node i's snapshots, oldest first (`tally snapshot list`).
+    pub fn snapshot_heights(&self, i: usize) -> Vec<u64> {
+        let out = Command::new(tally_bin())
+            .args(["snapshot", "list", "--home"])
+            .arg(&self.nodes[i].home)
+            .output()
+            .expect("tally snapshot list");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect()
+    }
+
+    /// The value of an unlabelled metric of node i (0 if it is not there yet).
+    pub fn metric(&self, i: usize, name: &str) -> u64 {
+        self.metrics(i)
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// POSTs raw bytes to node i's RPC port: the HTTP status and the body as JSON
@@ -251,6 +273,24 @@ impl Accounts {
         let key = self.key(from);
         let transfer = Transfer { from: key.public(), to: self.key(to).public(), amount, nonce };
         Tx::sign(transfer, &key, &self.chain_id)
+    }
+}
+
+/// A JSON-RPC call to the node whose RPC port is `port`: its result, or its error (a
+/// transport failure or a malformed reply as an error object too).
+pub fn rpc_at(agent: &ureq::Agent, port: u16, method: &str, params: Value) -> Result<Value, Value> {
+    let url = format!("http://127.0.0.1:{port}");
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+    let reply: Value = agent
+        .post(&url)
+        .send_json(body)
+        .map_err(|e| json!({ "transport": e.to_string() }))?
+        .into_json()
+        .map_err(|e| json!({ "transport": e.to_string() }))?;
+    match (reply.get("result"), reply.get("error")) {
+        (Some(r), None) => Ok(r.clone()),
+        (_, Some(e)) => Err(e.clone()),
+        _ => Err(json!({ "malformed": reply })),
     }
 }
 
