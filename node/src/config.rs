@@ -433,6 +433,10 @@ impl Home {
     pub fn signing_record(&self) -> PathBuf {
         self.data().join("signing-record.redb")
     }
+    /// The consensus write-ahead log of the height in progress (`wal.rs`).
+    pub fn consensus_wal(&self) -> PathBuf {
+        self.data().join("consensus.wal")
+    }
     pub fn snapshots(&self) -> PathBuf {
         self.data().join("snapshots")
     }

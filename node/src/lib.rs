@@ -22,3 +22,4 @@ pub mod state_sync;
 pub mod subscriptions;
 pub mod testnet;
 pub mod verify;
+pub mod wal;

@@ -56,6 +56,12 @@ pub struct Metrics {
     pub subscriptions_opened: Counter,
     pub subscriptions_dropped: Family<Labels, Counter>,
     pub tx_refused_syncing: Counter,
+    /// Proposals and votes this validator newly signed (recorded in its signing record).
+    pub signed_messages: Counter,
+    /// Consensus log entries replayed at startup, bytes cut off its tail, write failures.
+    pub wal_replayed: Counter,
+    pub wal_cut_bytes: Counter,
+    pub wal_failures: Counter,
 }
 
 /// Label pairs; the values come from fixed sets (method names, step names, reasons).
@@ -124,6 +130,10 @@ impl Metrics {
             subscriptions_opened: Counter::default(),
             subscriptions_dropped: Family::default(),
             tx_refused_syncing: Counter::default(),
+            signed_messages: Counter::default(),
+            wal_replayed: Counter::default(),
+            wal_cut_bytes: Counter::default(),
+            wal_failures: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("height", "Latest committed height", m.height.clone());
@@ -178,7 +188,32 @@ impl Metrics {
             m.net_decode_failures.clone(),
         );
         m.register_operability(&mut registry);
+        m.register_crash_safety(&mut registry);
         Metrics { registry, ..m }
+    }
+
+    /// The signing record and the consensus log (issue 5).
+    fn register_crash_safety(&self, r: &mut Registry) {
+        r.register(
+            "signed_messages",
+            "Proposals and votes newly signed by this validator (each fsynced to the signing record first)",
+            self.signed_messages.clone(),
+        );
+        r.register(
+            "wal_replayed",
+            "Consensus log entries (messages received, timeouts) replayed at startup",
+            self.wal_replayed.clone(),
+        );
+        r.register(
+            "wal_cut_bytes",
+            "Bytes of a torn or corrupt consensus log tail cut off at startup",
+            self.wal_cut_bytes.clone(),
+        );
+        r.register(
+            "wal_failures",
+            "Consensus log writes that failed (the node then runs without the log until restarted)",
+            self.wal_failures.clone(),
+        );
     }
 
     /// The metrics of issue 8 (consensus steps, blocks, signatures, sync, RPC, subscriptions).

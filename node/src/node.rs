@@ -113,6 +113,10 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let wal = match &validator_key {
+        Some(_) => Some(crate::wal::Wal::open(&home.consensus_wal())?),
+        None => None,
+    };
 
     let rpc_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.rpc.worker_threads as usize)
@@ -136,7 +140,7 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
     tokio::spawn(run_tx_gossip(shared.clone(), gossip_rx));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let driver = Driver::new(shared.clone(), core, record, net.clone(), Some(snapshot_dir));
+    let driver = Driver::new(shared.clone(), core, record, wal, net.clone(), Some(snapshot_dir));
     let mut driver_task = tokio::spawn(driver.run(events, stop_rx));
 
     let outcome = tokio::select! {

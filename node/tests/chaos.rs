@@ -11,8 +11,7 @@
 
 mod common;
 
-use common::{b64, rpc_at, Accounts, Testnet};
-use serde_json::json;
+use common::{rpc_at, submit_transfers, Load, Testnet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -25,51 +24,6 @@ const DOWN_FOR: Duration = Duration::from_millis(1500);
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// A tx acknowledged as committed by some node.
-struct Acked {
-    hash: String,
-    height: u64,
-}
-
-/// One sender's loop: transfer after transfer with `broadcast_tx_commit`, node after node.
-/// A failed call (the node was killed, or the tx did not commit in time) is retried with the
-/// same tx on the next node, after re-reading the sender's nonce (the tx may have committed
-/// without an answer reaching us: then it is not counted as acknowledged).
-fn submit(
-    accounts: &Accounts,
-    ports: &[u16],
-    sender: u32,
-    stop: &AtomicBool,
-    acked: &Mutex<Vec<Acked>>,
-) {
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(20)).build();
-    let address = accounts.key(sender).public().to_hex();
-    let mut nonce = 0u64;
-    let mut turn = sender as usize;
-    while !stop.load(Ordering::Relaxed) {
-        let to = SENDERS + (sender + nonce as u32) % (ACCOUNTS - SENDERS);
-        let tx = accounts.transfer(sender, to, 1, nonce);
-        turn += 1;
-        let port = ports[turn % ports.len()];
-        match rpc_at(&agent, port, "broadcast_tx_commit", json!({ "tx": b64(&tx) })) {
-            Ok(r) => {
-                let height = r["height"].as_str().and_then(|h| h.parse().ok()).expect("height");
-                acked.lock().expect("lock").push(Acked { hash: tx.hash().0.to_hex(), height });
-                nonce += 1;
-            }
-            Err(_) => {
-                std::thread::sleep(Duration::from_millis(200));
-                let port = ports[(turn + 1) % ports.len()];
-                if let Ok(a) = rpc_at(&agent, port, "account", json!({ "address": address })) {
-                    let committed: u64 =
-                        a["nonce"].as_str().and_then(|n| n.parse().ok()).unwrap_or(nonce);
-                    nonce = nonce.max(committed);
-                }
-            }
-        }
-    }
 }
 
 /// A small deterministic generator for the kill sequence.
@@ -97,10 +51,17 @@ fn n4_kill_restart_chaos_under_load_slow() {
     let acked = Mutex::new(Vec::new());
     let mut kills = 0u32;
     let mut back_secs: Vec<f64> = Vec::new();
+    let mut vote_secs: Vec<f64> = Vec::new();
     std::thread::scope(|scope| {
         for sender in 0..SENDERS {
             let (accounts, ports, stop, acked) = (&accounts, &ports, &stop, &acked);
-            scope.spawn(move || submit(accounts, ports, sender, stop, acked));
+            scope.spawn(move || {
+                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(20)).build();
+                let call =
+                    |i: usize, method: &str, params| rpc_at(&agent, ports[i], method, params);
+                let load = Load { sender, senders: SENDERS, funded: ACCOUNTS };
+                submit_transfers(accounts, ports.len(), &call, load, stop, acked);
+            });
         }
         let deadline = Instant::now() + Duration::from_secs(seconds);
         while Instant::now() < deadline {
@@ -117,16 +78,28 @@ fn n4_kill_restart_chaos_under_load_slow() {
             let tip = others.filter_map(|i| n.height(i)).max().unwrap_or(0);
             let restarted = Instant::now();
             n.start_node(victim);
-            // Back when it has caught up with the height the others had at its restart;
-            // only then is the next validator killed (at most one of four is ever out).
+            // Back when it has caught up with the height the others had at its restart and
+            // signed a new vote or proposal; only then is the next validator killed (at most
+            // one of four is ever out).
             let mut first_answer = true;
+            let mut caught_up_at = None;
+            let mut voting_at = None;
             let caught_up = loop {
                 let now = n.height(victim);
                 if let (true, Some(now), Some(before)) = (first_answer, now, before) {
                     assert!(now >= before, "validator {victim} lost blocks: {before} -> {now}");
                     first_answer = false;
                 }
-                if now.is_some_and(|h| h >= tip) {
+                if caught_up_at.is_none() && now.is_some_and(|h| h >= tip) {
+                    caught_up_at = Some(restarted.elapsed());
+                }
+                let signed = n.try_metric(victim, "tally_signed_messages_total");
+                if voting_at.is_none() && signed.is_some_and(|s| s > 0) {
+                    voting_at = Some(restarted.elapsed());
+                }
+                if let (Some(back), Some(voting)) = (caught_up_at, voting_at) {
+                    back_secs.push(back.as_secs_f64());
+                    vote_secs.push(voting.as_secs_f64());
                     break true;
                 }
                 if restarted.elapsed() > Duration::from_secs(60) {
@@ -134,8 +107,10 @@ fn n4_kill_restart_chaos_under_load_slow() {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             };
-            assert!(caught_up, "validator {victim} did not catch up within 60 s of its restart");
-            back_secs.push(restarted.elapsed().as_secs_f64());
+            assert!(
+                caught_up,
+                "validator {victim} did not catch up and vote within 60 s of its restart"
+            );
         }
         stop.store(true, Ordering::Relaxed);
     });
@@ -146,28 +121,119 @@ fn n4_kill_restart_chaos_under_load_slow() {
     let tip = (0..VALIDATORS).filter_map(|i| net.height(i)).min().expect("heights");
 
     net.assert_one_hash_per_height(&[0, 1, 2, 3], tip);
-    // Every acknowledged tx is in every node's ledger, at the acknowledged height.
-    for a in &acked {
-        for i in 0..VALIDATORS {
-            let t = net.rpc(i, "tx", json!({ "hash": a.hash })).expect("an acknowledged tx");
-            assert_eq!(t["height"].as_str(), Some(a.height.to_string().as_str()), "{}", a.hash);
-        }
-    }
-    for i in 0..VALIDATORS {
-        let log = net.log_of(i);
-        assert!(!log.contains("equivocation detected"), "node {i} reported evidence");
-        assert!(!log.contains("panicked"), "node {i} panicked");
-    }
+    net.assert_acked_everywhere(&acked, &[0, 1, 2, 3]);
+    net.assert_no_evidence_no_panic(&[0, 1, 2, 3]);
     let advanced = tip - start_height;
-    back_secs.sort_by(f64::total_cmp);
-    let median = back_secs.get(back_secs.len() / 2).copied().unwrap_or(0.0);
-    let max = back_secs.last().copied().unwrap_or(0.0);
+    let (back_median, back_max) = median_max(&mut back_secs);
+    let (vote_median, vote_max) = median_max(&mut vote_secs);
     eprintln!(
         "chaos: {kills} kills and restarts in {seconds} s; {n} txs acknowledged, {n} found on \
-         all {VALIDATORS} nodes; {advanced} blocks; restart to caught up: median {median:.1} s, \
-         max {max:.1} s",
+         all {VALIDATORS} nodes; {advanced} blocks; restart to caught up: median \
+         {back_median:.2} s, max {back_max:.2} s; restart to signing again: median \
+         {vote_median:.2} s, max {vote_max:.2} s",
         n = acked.len()
     );
     assert!(kills >= 1 && !acked.is_empty(), "no chaos happened");
     assert!(advanced as f64 >= seconds as f64 / 2.0, "the chain advanced only {advanced} blocks");
+}
+
+fn median_max(values: &mut [f64]) -> (f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let median = values.get(values.len() / 2).copied().unwrap_or(0.0);
+    (median, values.last().copied().unwrap_or(0.0))
+}
+
+/// The disk loop: validator 3 is SIGKILLed again and again at a random point of its block
+/// cycle (a commit is one fsynced redb transaction, so many kills land inside or around
+/// one), under load. After each kill, before the restart, its store is opened as the kill
+/// left it: it must open, its tip must be a whole block (header, every tx, the tx root,
+/// a certificate that verifies) at or above the height it last reported, and then the
+/// restarted validator must catch up. `TALLY_DISK_KILLS` sets the number of kills
+/// (default 12).
+#[test]
+fn n4_kills_during_block_commits_leave_a_whole_block_slow() {
+    let kills = env_u64("TALLY_DISK_KILLS", 12);
+    let mut seed = env_u64("TALLY_CHAOS_SEED", 1);
+    const VICTIM: usize = 3;
+    let mut net = Testnet::start_with(VALIDATORS as u32, ACCOUNTS, |t| {
+        let consensus = t.entry("consensus").or_insert(toml::Table::new().into());
+        let consensus = consensus.as_table_mut().expect("consensus table");
+        consensus.insert("timeout_commit_ms".into(), 100.into());
+    });
+    net.wait_height(&[0, 1, 2, 3], 2, Duration::from_secs(90));
+    let start_height = net.height(0).expect("height");
+    let genesis =
+        tally_ledger::Genesis::load(&net.nodes[VICTIM].home.join("genesis.json")).expect("genesis");
+    let verifier = tally_crypto::Verifier::new(tally_crypto::VerifierConfig::default());
+    let ledger_path = net.nodes[VICTIM].home.join("data/ledger.redb");
+    let ports: Vec<u16> = net.nodes.iter().map(|n| n.rpc_port).collect();
+    let accounts = net.accounts();
+    let stop = AtomicBool::new(false);
+    let acked = Mutex::new(Vec::new());
+    let mut txs_at_tip = Vec::new();
+    std::thread::scope(|scope| {
+        for sender in 0..SENDERS {
+            let (accounts, ports, stop, acked) = (&accounts, &ports, &stop, &acked);
+            scope.spawn(move || {
+                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(20)).build();
+                // Never validator 3: its restarts would only slow the load down.
+                let call =
+                    |i: usize, method: &str, params| rpc_at(&agent, ports[i], method, params);
+                let load = Load { sender, senders: SENDERS, funded: ACCOUNTS };
+                submit_transfers(accounts, VICTIM, &call, load, stop, acked);
+            });
+        }
+        for _ in 0..kills {
+            let n = &mut net;
+            // Right after a commit of the victim, the next one is at most a block interval
+            // away: kill at a random point of it.
+            let reported = n.height(VICTIM).expect("the victim answers");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut before = reported;
+            while before == reported {
+                assert!(Instant::now() < deadline, "validator {VICTIM} stopped committing");
+                std::thread::sleep(Duration::from_millis(5));
+                before = n.height(VICTIM).expect("the victim answers");
+            }
+            std::thread::sleep(Duration::from_millis(next(&mut seed) % 300));
+            n.kill_node(VICTIM);
+
+            let store =
+                tally_ledger::Store::open(&ledger_path).expect("the store opens after a kill");
+            let (tip, hash) = store.tip().expect("tip").expect("a tip");
+            assert!(tip.0 >= before, "the store lost blocks: reported {before}, tip {tip}");
+            let block = store.block(tip).expect("read").expect("the tip's block");
+            assert_eq!(block.hash(), hash, "the tip's header is the tip's");
+            assert_eq!(block.header.tx_count as usize, block.txs.len(), "every tx of the tip");
+            let hashes: Vec<_> = block.txs.iter().map(|t| t.hash()).collect();
+            assert_eq!(tally_ledger::tx_root(&hashes), block.header.tx_root, "the tip's tx root");
+            let certificate = store.certificate(tip).expect("read").expect("the tip's certificate");
+            tally_ledger::verify_header(&genesis, &block.header, &certificate, &verifier)
+                .expect("the tip's certificate verifies");
+            txs_at_tip.push(block.txs.len());
+            drop(store);
+
+            let tip_of_others = (0..VICTIM).filter_map(|i| n.height(i)).max().unwrap_or(0);
+            n.start_node(VICTIM);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while n.height(VICTIM).is_none_or(|h| h < tip_of_others) {
+                assert!(Instant::now() < deadline, "validator {VICTIM} did not catch up");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let acked = acked.into_inner().expect("lock");
+    let top = acked.iter().map(|a| a.height).max().unwrap_or(0);
+    net.wait_height(&[0, 1, 2, 3], top.max(start_height) + 1, Duration::from_secs(90));
+    let tip = (0..VALIDATORS).filter_map(|i| net.height(i)).min().expect("heights");
+    net.assert_one_hash_per_height(&[0, 1, 2, 3], tip);
+    net.assert_acked_everywhere(&acked, &[0, 1, 2, 3]);
+    net.assert_no_evidence_no_panic(&[0, 1, 2, 3]);
+    eprintln!(
+        "disk: {kills} kills of validator {VICTIM} within its block cycle; the store opened \
+         with a whole, certified tip every time (txs in the tip blocks: {txs_at_tip:?}); \
+         {} txs acknowledged, all found on all {VALIDATORS} nodes",
+        acked.len()
+    );
 }

@@ -43,7 +43,14 @@ impl Driver {
         // this node does not have.
         if height > current {
             self.start_sync(from.propagation_source);
+        } else {
+            self.log_entry(crate::wal::WalEntryRef::Received(&msg), false);
         }
+        self.feed_message(msg).await
+    }
+
+    /// Hands a verified message to the core (from a peer, or replayed from the log).
+    pub(super) async fn feed_message(&mut self, msg: ConsensusMsg) -> anyhow::Result<()> {
         match msg {
             ConsensusMsg::Proposal { proposal, block } => {
                 let round = proposal.proposal.round;
@@ -67,7 +74,7 @@ impl Driver {
     }
 
     /// Signatures, and that a carried block is the one signed for.
-    fn verify_message(&self, msg: &ConsensusMsg) -> bool {
+    pub(super) fn verify_message(&self, msg: &ConsensusMsg) -> bool {
         let (chain_id, validators, verifier) =
             (&self.shared.chain_id, &self.shared.validators, &*self.shared.verifier);
         let block_ok = |block: &tally_ledger::Block, height: Height, hash| {

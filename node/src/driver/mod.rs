@@ -9,11 +9,13 @@
 
 mod blocks;
 mod messages;
+mod replay;
 mod snapshots;
 mod sync;
 
 use crate::shared::Shared;
 use crate::signing_record::{Persisted, SigningRecord};
+use crate::wal::{Recovered, Wal, WalEntryRef};
 use anyhow::{bail, Context as _};
 use blocks::{PendingBlocks, Window};
 use std::collections::VecDeque;
@@ -40,6 +42,11 @@ pub struct Driver {
     shared: Arc<Shared>,
     core: Core,
     record: Option<SigningRecord>,
+    /// The consensus log of the height in progress (validators only); dropped, with an
+    /// error in the log, if a write to it fails (it saves time, not safety).
+    wal: Option<Wal>,
+    /// What the log held at startup, replayed once when the driver starts.
+    recovered: Option<Recovered>,
     net: NetworkHandle,
     timeout_tx: mpsc::Sender<Timeout>,
     timeout_rx: mpsc::Receiver<Timeout>,
@@ -69,15 +76,19 @@ impl Driver {
         shared: Arc<Shared>,
         core: Core,
         record: Option<SigningRecord>,
+        wal: Option<(Wal, Recovered)>,
         net: NetworkHandle,
         snapshot_dir: Option<tally_ledger::SnapshotDir>,
     ) -> Driver {
+        let (wal, recovered) = wal.unzip();
         let (timeout_tx, timeout_rx) = mpsc::channel(1024);
         let (sync_tx, sync_rx) = mpsc::channel(4);
         Driver {
             shared,
             core,
             record,
+            wal,
+            recovered,
             net,
             timeout_tx,
             timeout_rx,
@@ -103,7 +114,7 @@ impl Driver {
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let start = self.shared.tip_height().map_or(Height(1), Height::next);
-        self.step(Input::StartHeight(start)).await?;
+        self.resume_height(start).await?;
         let interval = Duration::from_millis(self.shared.config.consensus.rebroadcast_interval_ms);
         let mut rebroadcast = tokio::time::interval(interval);
         rebroadcast.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -113,12 +124,17 @@ impl Driver {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => return Ok(()),
-                Some(t) = self.timeout_rx.recv() => self.step(Input::TimeoutElapsed(t)).await?,
+                Some(t) = self.timeout_rx.recv() => {
+                    if t.height == self.core.height() {
+                        self.log_entry(WalEntryRef::Timeout(t), false);
+                    }
+                    self.step(Input::TimeoutElapsed(t)).await?
+                }
                 _ = sleep_until(next_height.map(|n| n.0)), if next_height.is_some() => {
                     self.next_height_at = None;
                     if let Some((_, h)) = next_height {
                         if h > self.core.height() {
-                            self.step(Input::StartHeight(h)).await?;
+                            self.start_height(h).await?;
                         }
                     }
                 }
@@ -147,6 +163,34 @@ impl Driver {
             round: self.core.round(),
             rounds_ahead_max: self.core.config().rounds_ahead_max,
         }
+    }
+
+    /// Starts `height`: its consensus log first (so that what the start produces, such as
+    /// this validator's block, goes into the log of its height), then the core.
+    async fn start_height(&mut self, height: Height) -> anyhow::Result<()> {
+        if let Some(wal) = self.wal.as_mut() {
+            if let Err(e) = wal.start_height(height) {
+                self.wal_failed(e);
+            }
+        }
+        self.step(Input::StartHeight(height)).await
+    }
+
+    /// Appends to the consensus log; a failure drops the log (see `wal`).
+    fn log_entry(&mut self, entry: WalEntryRef<'_>, sync: bool) {
+        let Some(wal) = self.wal.as_mut() else { return };
+        if wal.height() != Some(self.core.height()) {
+            return;
+        }
+        if let Err(e) = wal.append(entry, sync) {
+            self.wal_failed(e);
+        }
+    }
+
+    fn wal_failed(&mut self, error: anyhow::Error) {
+        tracing::error!(error = %format!("{error:#}"), "the consensus log failed; running without it until a restart (a restart then waits out its round)");
+        self.shared.metrics.wal_failures.inc();
+        self.wal = None;
     }
 
     /// Feeds one input and carries out every output, including the inputs they produce.
@@ -201,7 +245,11 @@ impl Driver {
             bail!("the core signed a message but this node has no signing record");
         };
         match record.persist(&message).context("writing the signing record")? {
-            Persisted::New | Persisted::Again => Ok(()),
+            Persisted::New => {
+                self.shared.metrics.signed_messages.inc();
+                Ok(())
+            }
+            Persisted::Again => Ok(()),
             // The core is loaded from the record at startup (restore_signed), so it never
             // signs over it; if it ever did, stopping is the only safe answer.
             Persisted::Conflict(recorded) => bail!(
@@ -287,6 +335,9 @@ impl Driver {
                 "left invalid mempool txs out of the block"
             );
         }
+        // In the log (fsynced) before the proposal is signed, so that a restart can re-send
+        // the recorded proposal with its block.
+        self.log_entry(WalEntryRef::OwnBlock { round, block: &built.block }, true);
         let hash = self.blocks.insert_own(built.block, round, built.outcome);
         tracing::debug!(%height, %round, %hash, "proposing");
         Ok(hash)

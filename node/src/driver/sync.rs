@@ -6,7 +6,7 @@ use anyhow::bail;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tally_consensus::{CommitCertificate, Height, Input};
+use tally_consensus::{CommitCertificate, Height};
 use tally_ledger::{Block, ExecutionOutcome};
 use tally_network::{InboundSyncRequest, PeerId, SyncRequest, SyncResponse};
 
@@ -61,7 +61,7 @@ impl Driver {
         let next = self.shared.tip_height().map_or(Height(1), Height::next);
         if next > self.core.height() {
             self.next_height_at = None;
-            self.step(Input::StartHeight(next)).await?;
+            self.start_height(next).await?;
         }
         // A full batch means the peer may have more: keep going, and say so in `status`.
         let more = received as u32 >= self.shared.config.consensus.sync_batch_blocks;

@@ -3,12 +3,15 @@
 
 #![allow(dead_code)]
 
+pub mod netns;
+
 use base64::Engine as _;
 use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tally_crypto::{ChainId, Keypair};
 use tally_ledger::{Transfer, Tx};
@@ -20,6 +23,8 @@ pub struct Node {
     pub rpc_port: u16,
     pub metrics_port: u16,
     pub child: Option<Child>,
+    /// The network namespace the node runs in (`netns.rs`), `None` for the host's loopback.
+    pub netns: Option<String>,
 }
 
 pub struct Testnet {
@@ -27,6 +32,10 @@ pub struct Testnet {
     pub nodes: Vec<Node>,
     pub chain_id: ChainId,
     http: ureq::Agent,
+    /// Network namespaces this testnet made, deleted when it is dropped.
+    namespaces: Vec<String>,
+    /// Tells the delaying relays of `netns.rs` to stop accepting.
+    stop_relays: std::sync::Arc<AtomicBool>,
 }
 
 /// A base port such that base + 10 i + {0, 1, 4} are free for every node. Each call in this
@@ -103,13 +112,21 @@ impl Testnet {
             edit(i as usize, &mut table);
             std::fs::write(&config_path, toml::to_string(&table).expect("encode config"))
                 .expect("write config.toml");
-            nodes.push(Node { home, rpc_port: p2p + 1, metrics_port: p2p + 4, child: None });
+            nodes.push(Node {
+                home,
+                rpc_port: p2p + 1,
+                metrics_port: p2p + 4,
+                child: None,
+                netns: None,
+            });
         }
         let mut net = Testnet {
             dir,
             nodes,
             chain_id: ChainId::new(chain).expect("chain id"),
             http: ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build(),
+            namespaces: Vec::new(),
+            stop_relays: Default::default(),
         };
         for i in 0..start {
             net.start_node(i);
@@ -125,7 +142,16 @@ impl Testnet {
             .append(true)
             .open(node.home.join("node.log"))
             .expect("log file");
-        let child = Command::new(tally_bin())
+        let mut command = match &node.netns {
+            // `ip netns exec` enters the namespace and execs tally: the child is tally.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns.as_str(), tally_bin()]);
+                c
+            }
+            None => Command::new(tally_bin()),
+        };
+        let child = command
             .args(["start", "--home"])
             .arg(&node.home)
             .env("RUST_LOG", "info")
@@ -149,7 +175,11 @@ impl Testnet {
     }
 
     pub fn rpc(&self, i: usize, method: &str, params: Value) -> Result<Value, Value> {
-        rpc_at(&self.http, self.nodes[i].rpc_port, method, params)
+        let port = self.nodes[i].rpc_port;
+        match &self.nodes[i].netns {
+            Some(ns) => netns::within(ns, || rpc_at(&netns::agent(), port, method, params)),
+            None => rpc_at(&self.http, port, method, params),
+        }
     }
 
     /// The hash of node i's block at `height`.
@@ -181,10 +211,17 @@ impl Testnet {
 
     /// The value of an unlabelled metric of node i (0 if it is not there yet).
     pub fn metric(&self, i: usize, name: &str) -> u64 {
-        self.metrics(i)
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-            .unwrap_or(0)
+        self.try_metric(i, name).expect("metrics")
+    }
+
+    /// Like `metric`, `None` while the node does not answer.
+    pub fn try_metric(&self, i: usize, name: &str) -> Option<u64> {
+        let text = self.try_metrics(i)?;
+        Some(
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+                .unwrap_or(0),
+        )
     }
 
     /// POSTs raw bytes to node i's RPC port: the HTTP status and the body as JSON
@@ -212,8 +249,17 @@ impl Testnet {
 
     /// The Prometheus text of node i.
     pub fn metrics(&self, i: usize) -> String {
+        self.try_metrics(i).expect("metrics")
+    }
+
+    /// The Prometheus text of node i, `None` while it does not answer.
+    pub fn try_metrics(&self, i: usize) -> Option<String> {
         let url = format!("http://127.0.0.1:{}/metrics", self.nodes[i].metrics_port);
-        self.http.get(&url).call().expect("metrics").into_string().expect("metrics text")
+        let get = |agent: &ureq::Agent| agent.get(&url).call().ok()?.into_string().ok();
+        match &self.nodes[i].netns {
+            Some(ns) => netns::within(ns, || get(&netns::agent())),
+            None => get(&self.http),
+        }
     }
 
     pub fn height(&self, i: usize) -> Option<u64> {
@@ -294,6 +340,102 @@ pub fn rpc_at(agent: &ureq::Agent, port: u16, method: &str, params: Value) -> Re
     }
 }
 
+/// A tx acknowledged as committed by some node (`broadcast_tx_commit` answered).
+pub struct Acked {
+    pub hash: String,
+    pub height: u64,
+}
+
+/// Which sender a `submit_transfers` loop is, of how many, over how many funded accounts.
+#[derive(Clone, Copy)]
+pub struct Load {
+    pub sender: u32,
+    pub senders: u32,
+    pub funded: u32,
+}
+
+/// A JSON-RPC call to node i.
+pub type Call<'a> = dyn Fn(usize, &str, Value) -> Result<Value, Value> + Sync + 'a;
+
+/// One sender's closed loop until `stop`: transfer after transfer from account
+/// `load.sender` to accounts above the senders, with `broadcast_tx_commit`, node after node.
+/// A failed call (the node was killed or cut off, or the tx did not commit in time) is
+/// retried with the same tx on the next node after re-reading the sender's nonce (the tx may
+/// have committed without an answer reaching us: then it is not counted as acknowledged).
+pub fn submit_transfers(
+    accounts: &Accounts,
+    nodes: usize,
+    call: &Call<'_>,
+    load: Load,
+    stop: &AtomicBool,
+    acked: &Mutex<Vec<Acked>>,
+) {
+    let Load { sender, senders, funded } = load;
+    let address = accounts.key(sender).public().to_hex();
+    let mut nonce = 0u64;
+    let mut turn = sender as usize;
+    while !stop.load(Ordering::Relaxed) {
+        let to = senders + (sender + nonce as u32) % (funded - senders);
+        let tx = accounts.transfer(sender, to, 1, nonce);
+        turn += 1;
+        match call(turn % nodes, "broadcast_tx_commit", json!({ "tx": b64(&tx) })) {
+            Ok(r) => {
+                let height = r["height"].as_str().and_then(|h| h.parse().ok()).expect("height");
+                acked.lock().expect("lock").push(Acked { hash: tx.hash().0.to_hex(), height });
+                nonce += 1;
+            }
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(200));
+                if let Ok(a) = call((turn + 1) % nodes, "account", json!({ "address": address })) {
+                    let committed: u64 =
+                        a["nonce"].as_str().and_then(|n| n.parse().ok()).unwrap_or(nonce);
+                    nonce = nonce.max(committed);
+                }
+            }
+        }
+    }
+}
+
+impl Testnet {
+    /// Every acknowledged tx is in the ledger of every node in `which`, at the acknowledged
+    /// height.
+    pub fn assert_acked_everywhere(&self, acked: &[Acked], which: &[usize]) {
+        for a in acked {
+            for &i in which {
+                let t = self.rpc(i, "tx", json!({ "hash": a.hash })).expect("an acknowledged tx");
+                let height = a.height.to_string();
+                assert_eq!(t["height"].as_str(), Some(height.as_str()), "{} on node {i}", a.hash);
+            }
+        }
+    }
+
+    /// No node in `which` reported an equivocation (by anyone: all validators are honest
+    /// here) or panicked.
+    pub fn assert_no_evidence_no_panic(&self, which: &[usize]) {
+        for &i in which {
+            let log = self.log_of(i);
+            assert!(!log.contains("equivocation detected"), "node {i} reported evidence");
+            assert!(!log.contains("panicked"), "node {i} panicked");
+        }
+    }
+
+    /// The node whose validator key has index `index` in the validator set (of genesis.json:
+    /// it is fixed).
+    pub fn node_of_validator(&self, index: u64) -> usize {
+        let genesis = tally_ledger::Genesis::load(&self.nodes[0].home.join("genesis.json"))
+            .expect("genesis.json");
+        let set = genesis.validator_set().expect("validator set");
+        let index = u32::try_from(index).expect("a validator index");
+        let key = set.get(tally_consensus::ValidatorIndex(index)).expect("in the set").public_key;
+        (0..self.nodes.len())
+            .find(|&i| {
+                let path = self.nodes[i].home.join("keys/validator_key.json");
+                tally_node::keys::load_key(&path).expect("validator key").public() == key
+            })
+            .expect("a node holds the validator's key")
+    }
+}
+
 pub fn b64(tx: &Tx) -> String {
     base64::engine::general_purpose::STANDARD.encode(tx.encode())
 }
@@ -302,6 +444,10 @@ impl Drop for Testnet {
     fn drop(&mut self) {
         for i in 0..self.nodes.len() {
             self.kill_node(i);
+        }
+        self.stop_relays.store(true, Ordering::Relaxed);
+        for ns in &self.namespaces {
+            netns::delete(ns);
         }
     }
 }

@@ -1,0 +1,363 @@
+//! The consensus write-ahead log of the height in progress (`data/consensus.wal`): what a
+//! validator received and the blocks it proposed, so that after a restart it resumes its
+//! round with the proposal, the votes and the timeouts it had, instead of waiting the round
+//! out and for peers to re-send everything.
+//!
+//! What it is not: the safety record. Never signing twice is the signing record's job
+//! (`signing_record.rs`, fsynced before anything leaves the process); the log only saves
+//! time. Hence the write policy: entries are written with one `write` each (a killed process
+//! loses nothing the kernel has) and fsynced only for this validator's own blocks and at the
+//! start of a height; a power cut may lose the last entries, which peers re-send anyway.
+//!
+//! Format: a sequence of frames, `len: u32 LE || crc32(payload): u32 LE || payload`, where the
+//! payload is `borsh(WalEntry)`. The first entry is `Height(h)`; a new height truncates the
+//! file and starts again. Reading stops at the first frame that is short, too long, fails its
+//! CRC or does not decode: that tail (a write cut by a crash, or corruption) is cut off and
+//! logged, and everything before it is replayed. A log of another height than the one the
+//! ledger resumes at is stale and ignored.
+
+use anyhow::Context as _;
+use borsh::{BorshDeserialize, BorshSerialize};
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+use tally_consensus::{Height, Round, Timeout};
+use tally_ledger::Block;
+use tally_network::ConsensusMsg;
+
+/// Bytes before each payload: length and CRC.
+const FRAME_HEADER_BYTES: usize = 8;
+/// Larger frames are corruption: a block is bounded by the genesis `block_bytes_max`, far
+/// below this.
+pub const FRAME_BYTES_MAX: usize = 256 << 20;
+
+/// One record of the log.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum WalEntry {
+    /// The height the log is for; always the first entry.
+    Height(Height),
+    /// A consensus message from a peer that verified, as the core received it.
+    Received(ConsensusMsg),
+    /// A block this validator built to propose in `round` (its signed proposal is in the
+    /// signing record), so that it can re-send the proposal after a restart.
+    OwnBlock { round: Round, block: Block },
+    /// A timeout that elapsed and was fed to the core.
+    Timeout(Timeout),
+}
+
+/// [`WalEntry`] by reference, for writing without copying a block: the same variants in the
+/// same order, so the same bytes (checked by a test).
+#[derive(Clone, Copy, Debug, BorshSerialize)]
+pub enum WalEntryRef<'a> {
+    Height(Height),
+    Received(&'a ConsensusMsg),
+    OwnBlock { round: Round, block: &'a Block },
+    Timeout(Timeout),
+}
+
+/// A torn or corrupt tail found when the log was opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    /// Where the good part ends (the file's new length).
+    pub offset: u64,
+    /// Bytes cut off.
+    pub bytes: u64,
+    pub reason: String,
+}
+
+/// What the log held when it was opened.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The height of the entries (`None` for an empty or wholly corrupt log).
+    pub height: Option<Height>,
+    /// The entries after the `Height` one, in the order they were written.
+    pub entries: Vec<WalEntry>,
+    pub cut: Option<Cut>,
+}
+
+pub struct Wal {
+    file: File,
+    path: PathBuf,
+    /// The height the file's entries belong to.
+    height: Option<Height>,
+}
+
+impl Wal {
+    /// Opens (or creates) the log, reads what it holds and cuts a bad tail off the file.
+    pub fn open(path: &Path) -> anyhow::Result<(Wal, Recovered)> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("opening the consensus log {}", path.display()))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .with_context(|| format!("reading the consensus log {}", path.display()))?;
+        let recovered = parse(&bytes);
+        if let Some(cut) = &recovered.cut {
+            file.set_len(cut.offset)
+                .and_then(|()| file.sync_data())
+                .with_context(|| format!("cutting the tail of {}", path.display()))?;
+        }
+        file.seek(SeekFrom::End(0))?;
+        let wal = Wal { file, path: path.to_path_buf(), height: recovered.height };
+        Ok((wal, recovered))
+    }
+
+    pub fn height(&self) -> Option<Height> {
+        self.height
+    }
+
+    /// Makes the log the log of `height`: kept as it is if it already is (a restart resuming
+    /// it), else emptied and started with `Height(height)`, fsynced.
+    pub fn start_height(&mut self, height: Height) -> anyhow::Result<()> {
+        if self.height == Some(height) {
+            return Ok(());
+        }
+        self.height = None;
+        self.file.set_len(0).context("emptying the consensus log")?;
+        self.file.seek(SeekFrom::Start(0))?;
+        self.write(WalEntryRef::Height(height), true)?;
+        self.height = Some(height);
+        Ok(())
+    }
+
+    /// Appends `entry`; `sync` fsyncs it.
+    pub fn append(&mut self, entry: WalEntryRef<'_>, sync: bool) -> anyhow::Result<()> {
+        anyhow::ensure!(self.height.is_some(), "the consensus log has no height yet");
+        self.write(entry, sync)
+    }
+
+    fn write(&mut self, entry: WalEntryRef<'_>, sync: bool) -> anyhow::Result<()> {
+        let frame = encode_frame(entry)?;
+        self.file
+            .write_all(&frame)
+            .with_context(|| format!("writing to the consensus log {}", self.path.display()))?;
+        if sync {
+            self.file.sync_data().context("fsyncing the consensus log")?;
+        }
+        Ok(())
+    }
+}
+
+/// `len || crc || borsh(entry)`.
+pub fn encode_frame(entry: WalEntryRef<'_>) -> anyhow::Result<Vec<u8>> {
+    let mut frame = vec![0u8; FRAME_HEADER_BYTES];
+    borsh::to_writer(&mut frame, &entry).context("encoding a consensus log entry")?;
+    let payload_len = frame.len() - FRAME_HEADER_BYTES;
+    anyhow::ensure!(payload_len <= FRAME_BYTES_MAX, "a consensus log entry of {payload_len} bytes");
+    let crc = crc32fast::hash(&frame[FRAME_HEADER_BYTES..]);
+    let len = u32::try_from(payload_len).context("entry length")?;
+    frame[..4].copy_from_slice(&len.to_le_bytes());
+    frame[4..8].copy_from_slice(&crc.to_le_bytes());
+    Ok(frame)
+}
+
+/// Reads frames until the end or the first bad one.
+pub fn parse(bytes: &[u8]) -> Recovered {
+    let mut recovered = Recovered::default();
+    let mut offset = 0usize;
+    let cut = |offset: usize, reason: String| Cut {
+        offset: offset as u64,
+        bytes: (bytes.len() - offset) as u64,
+        reason,
+    };
+    while offset < bytes.len() {
+        let rest = &bytes[offset..];
+        if rest.len() < FRAME_HEADER_BYTES {
+            recovered.cut = Some(cut(offset, "a frame header cut short".into()));
+            break;
+        }
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+        if len > FRAME_BYTES_MAX {
+            recovered.cut = Some(cut(offset, format!("a frame length of {len} bytes")));
+            break;
+        }
+        let Some(payload) = rest.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + len) else {
+            let reason =
+                format!("a frame of {len} bytes with {} present", rest.len() - FRAME_HEADER_BYTES);
+            recovered.cut = Some(cut(offset, reason));
+            break;
+        };
+        if crc32fast::hash(payload) != crc {
+            recovered.cut = Some(cut(offset, "a frame whose CRC does not match".into()));
+            break;
+        }
+        let entry = match borsh::from_slice::<WalEntry>(payload) {
+            Ok(entry) => entry,
+            Err(e) => {
+                recovered.cut = Some(cut(offset, format!("a frame that does not decode: {e}")));
+                break;
+            }
+        };
+        match (recovered.height, entry) {
+            (None, WalEntry::Height(h)) => recovered.height = Some(h),
+            (None, _) => {
+                recovered.cut =
+                    Some(cut(offset, "a log that does not start with its height".into()));
+                break;
+            }
+            (Some(_), WalEntry::Height(_)) => {
+                recovered.cut = Some(cut(offset, "a second height entry".into()));
+                break;
+            }
+            (Some(_), entry) => recovered.entries.push(entry),
+        }
+        offset += FRAME_HEADER_BYTES + len;
+    }
+    recovered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_consensus::TimeoutStep;
+
+    fn timeout(round: u32) -> WalEntry {
+        WalEntry::Timeout(Timeout {
+            height: Height(7),
+            round: Round(round),
+            step: TimeoutStep::Propose,
+        })
+    }
+
+    fn by_ref(entry: &WalEntry) -> WalEntryRef<'_> {
+        match entry {
+            WalEntry::Height(h) => WalEntryRef::Height(*h),
+            WalEntry::Received(m) => WalEntryRef::Received(m),
+            WalEntry::OwnBlock { round, block } => WalEntryRef::OwnBlock { round: *round, block },
+            WalEntry::Timeout(t) => WalEntryRef::Timeout(*t),
+        }
+    }
+
+    fn written(entries: &[WalEntry]) -> (tempfile::TempDir, PathBuf, Vec<u64>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("consensus.wal");
+        let (mut wal, recovered) = Wal::open(&path).expect("open");
+        assert_eq!(recovered.height, None);
+        wal.start_height(Height(7)).expect("start");
+        let mut ends = vec![std::fs::metadata(&path).expect("meta").len()];
+        for e in entries {
+            wal.append(by_ref(e), false).expect("append");
+            ends.push(std::fs::metadata(&path).expect("meta").len());
+        }
+        (dir, path, ends)
+    }
+
+    #[test]
+    fn entries_by_reference_encode_like_owned_ones() {
+        let chain = tally_crypto::ChainId::new("wal-test").expect("chain id");
+        let key = tally_crypto::Keypair::from_seed([9; 32]);
+        let vote = tally_consensus::Vote {
+            height: Height(7),
+            round: Round(1),
+            vote_type: tally_consensus::VoteType::Prevote,
+            block_hash: None,
+            validator: tally_consensus::ValidatorIndex(2),
+        }
+        .sign(&chain, &key);
+        let block = Block {
+            header: tally_ledger::Header {
+                chain_id: chain.clone(),
+                height: Height(7),
+                time_ms: 1_700_000_000_000,
+                prev_block_hash: tally_consensus::BlockHash(tally_crypto::Hash::digest(b"p")),
+                tx_root: tally_crypto::Hash::digest(b"t"),
+                tx_count: 0,
+                state_root: tally_crypto::Hash::digest(b"s"),
+                proposer: key.public(),
+                validators_hash: tally_crypto::Hash::digest(b"v"),
+            },
+            txs: Vec::new(),
+        };
+        let entries = [
+            WalEntry::Height(Height(7)),
+            WalEntry::Received(ConsensusMsg::Vote(vote)),
+            WalEntry::OwnBlock { round: Round(3), block },
+            timeout(4),
+        ];
+        for entry in &entries {
+            let frame = encode_frame(by_ref(entry)).expect("encode");
+            assert_eq!(&frame[FRAME_HEADER_BYTES..], borsh::to_vec(entry).expect("borsh"));
+            let decoded: WalEntry =
+                borsh::from_slice(&frame[FRAME_HEADER_BYTES..]).expect("decode");
+            assert_eq!(&decoded, entry);
+        }
+    }
+
+    #[test]
+    fn entries_come_back_in_order() {
+        let entries = vec![timeout(0), timeout(1), timeout(2)];
+        let (_dir, path, _) = written(&entries);
+        let (wal, recovered) = Wal::open(&path).expect("reopen");
+        assert_eq!(recovered.height, Some(Height(7)));
+        assert_eq!(recovered.entries, entries);
+        assert_eq!(recovered.cut, None);
+        assert_eq!(wal.height(), Some(Height(7)));
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_at_every_length_and_the_rest_replays() {
+        let entries = vec![timeout(0), timeout(1), timeout(2)];
+        let (_dir, path, ends) = written(&entries);
+        let full = std::fs::read(&path).expect("read");
+        for len in 0..full.len() {
+            std::fs::write(&path, &full[..len]).expect("write");
+            let (_, recovered) = Wal::open(&path).expect("a torn log opens");
+            let whole = ends.iter().filter(|&&end| end as usize <= len).count();
+            assert_eq!(recovered.height.is_some(), whole >= 1, "len {len}");
+            assert_eq!(recovered.entries, entries[..whole.saturating_sub(1)], "len {len}");
+            let good = if whole == 0 { 0 } else { ends[whole - 1] };
+            assert_eq!(recovered.cut.is_some(), good as usize != len, "len {len}");
+            assert_eq!(std::fs::metadata(&path).expect("meta").len(), good, "cut to {good}");
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_cuts_from_its_frame_on() {
+        let entries = vec![timeout(0), timeout(1), timeout(2)];
+        let (_dir, path, ends) = written(&entries);
+        let mut bytes = std::fs::read(&path).expect("read");
+        // A bit of the second entry's payload.
+        bytes[ends[1] as usize + FRAME_HEADER_BYTES + 2] ^= 0x10;
+        std::fs::write(&path, &bytes).expect("write");
+        let (mut wal, recovered) = Wal::open(&path).expect("open");
+        assert_eq!(recovered.entries, entries[..1]);
+        let cut = recovered.cut.expect("cut");
+        assert_eq!(cut.offset, ends[1]);
+        assert!(cut.reason.contains("CRC"), "{}", cut.reason);
+        // Appending after the cut continues a well-formed log.
+        wal.append(by_ref(&timeout(5)), false).expect("append");
+        let (_, again) = Wal::open(&path).expect("reopen");
+        assert_eq!(again.entries, vec![timeout(0), timeout(5)]);
+        assert_eq!(again.cut, None);
+    }
+
+    #[test]
+    fn garbage_and_huge_lengths_are_cut_not_allocated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("consensus.wal");
+        std::fs::write(&path, [0xff; 64]).expect("write");
+        let (mut wal, recovered) = Wal::open(&path).expect("open");
+        assert_eq!(recovered.height, None);
+        assert_eq!(recovered.cut.expect("cut").bytes, 64);
+        assert_eq!(std::fs::metadata(&path).expect("meta").len(), 0);
+        wal.start_height(Height(3)).expect("start");
+        assert_eq!(Wal::open(&path).expect("reopen").1.height, Some(Height(3)));
+    }
+
+    #[test]
+    fn a_new_height_starts_an_empty_log_and_the_same_height_keeps_it() {
+        let (_dir, path, _) = written(&[timeout(0)]);
+        let (mut wal, _) = Wal::open(&path).expect("open");
+        wal.start_height(Height(7)).expect("same height");
+        assert_eq!(Wal::open(&path).expect("reopen").1.entries, vec![timeout(0)]);
+        wal.start_height(Height(8)).expect("next height");
+        let (_, recovered) = Wal::open(&path).expect("reopen");
+        assert_eq!(recovered.height, Some(Height(8)));
+        assert!(recovered.entries.is_empty());
+    }
+}
