@@ -113,8 +113,17 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // The log only saves time after a restart: a validator whose log cannot be opened runs
+    // without it (its signing record keeps it from signing twice).
     let wal = match &validator_key {
-        Some(_) => Some(crate::wal::Wal::open(&home.consensus_wal())?),
+        Some(_) => match crate::wal::Wal::open(&home.consensus_wal()) {
+            Ok(wal) => Some(wal),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot open the consensus log; running without it");
+                shared.metrics.wal_failures.inc();
+                None
+            }
+        },
         None => None,
     };
 

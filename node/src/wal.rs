@@ -15,9 +15,15 @@
 //! CRC or does not decode: that tail (a write cut by a crash, or corruption) is cut off and
 //! logged, and everything before it is replayed. A log of another height than the one the
 //! ledger resumes at is stale and ignored.
+//!
+//! Bounded: an entry already in the log of the height (peers re-send their messages every
+//! `rebroadcast_interval_ms`, and gossip forgets duplicates after a few seconds) is not
+//! written again, and past `WAL_BYTES_MAX` nothing more is written for the height (a stall
+//! of many rounds with large proposals; the node then replays what the log holds).
 
 use anyhow::Context as _;
 use borsh::{BorshDeserialize, BorshSerialize};
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
@@ -30,6 +36,8 @@ const FRAME_HEADER_BYTES: usize = 8;
 /// Larger frames are corruption: a block is bounded by the genesis `block_bytes_max`, far
 /// below this.
 pub const FRAME_BYTES_MAX: usize = 256 << 20;
+/// The log of one height stops growing here.
+pub const WAL_BYTES_MAX: u64 = 256 << 20;
 
 /// One record of the log.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -80,6 +88,24 @@ pub struct Wal {
     path: PathBuf,
     /// The height the file's entries belong to.
     height: Option<Height>,
+    /// blake3 of every payload in the file, so that nothing is written twice.
+    written: HashSet<[u8; 32]>,
+    /// The file's length.
+    len: u64,
+    /// Whether the cap was reached (warned once per height).
+    full: bool,
+}
+
+/// What `append` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    Written,
+    /// The same entry is already in the log.
+    Duplicate,
+    /// The log of this height reached `WAL_BYTES_MAX`; `first` the first time.
+    Full {
+        first: bool,
+    },
 }
 
 impl Wal {
@@ -95,14 +121,25 @@ impl Wal {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .with_context(|| format!("reading the consensus log {}", path.display()))?;
-        let recovered = parse(&bytes);
-        if let Some(cut) = &recovered.cut {
-            file.set_len(cut.offset)
-                .and_then(|()| file.sync_data())
-                .with_context(|| format!("cutting the tail of {}", path.display()))?;
-        }
+        let (recovered, written) = parse_frames(&bytes);
+        let len = match &recovered.cut {
+            Some(cut) => {
+                file.set_len(cut.offset)
+                    .and_then(|()| file.sync_data())
+                    .with_context(|| format!("cutting the tail of {}", path.display()))?;
+                cut.offset
+            }
+            None => bytes.len() as u64,
+        };
         file.seek(SeekFrom::End(0))?;
-        let wal = Wal { file, path: path.to_path_buf(), height: recovered.height };
+        let wal = Wal {
+            file,
+            path: path.to_path_buf(),
+            height: recovered.height,
+            written,
+            len,
+            full: false,
+        };
         Ok((wal, recovered))
     }
 
@@ -117,24 +154,39 @@ impl Wal {
             return Ok(());
         }
         self.height = None;
+        self.written.clear();
+        self.full = false;
+        self.len = 0;
         self.file.set_len(0).context("emptying the consensus log")?;
         self.file.seek(SeekFrom::Start(0))?;
-        self.write(WalEntryRef::Height(height), true)?;
+        self.write(&encode_frame(WalEntryRef::Height(height))?, true)?;
         self.height = Some(height);
         Ok(())
     }
 
-    /// Appends `entry`; `sync` fsyncs it.
-    pub fn append(&mut self, entry: WalEntryRef<'_>, sync: bool) -> anyhow::Result<()> {
+    /// Appends `entry` unless it is already in the log or the log is full; `sync` fsyncs it.
+    pub fn append(&mut self, entry: WalEntryRef<'_>, sync: bool) -> anyhow::Result<Appended> {
         anyhow::ensure!(self.height.is_some(), "the consensus log has no height yet");
-        self.write(entry, sync)
+        let frame = encode_frame(entry)?;
+        let digest = tally_crypto::Hash::digest(&frame[FRAME_HEADER_BYTES..]).0;
+        if self.written.contains(&digest) {
+            return Ok(Appended::Duplicate);
+        }
+        if self.len + frame.len() as u64 > WAL_BYTES_MAX {
+            let first = !self.full;
+            self.full = true;
+            return Ok(Appended::Full { first });
+        }
+        self.write(&frame, sync)?;
+        self.written.insert(digest);
+        Ok(Appended::Written)
     }
 
-    fn write(&mut self, entry: WalEntryRef<'_>, sync: bool) -> anyhow::Result<()> {
-        let frame = encode_frame(entry)?;
+    fn write(&mut self, frame: &[u8], sync: bool) -> anyhow::Result<()> {
         self.file
-            .write_all(&frame)
+            .write_all(frame)
             .with_context(|| format!("writing to the consensus log {}", self.path.display()))?;
+        self.len += frame.len() as u64;
         if sync {
             self.file.sync_data().context("fsyncing the consensus log")?;
         }
@@ -157,7 +209,13 @@ pub fn encode_frame(entry: WalEntryRef<'_>) -> anyhow::Result<Vec<u8>> {
 
 /// Reads frames until the end or the first bad one.
 pub fn parse(bytes: &[u8]) -> Recovered {
+    parse_frames(bytes).0
+}
+
+/// `parse`, and the blake3 of each entry's payload.
+fn parse_frames(bytes: &[u8]) -> (Recovered, HashSet<[u8; 32]>) {
     let mut recovered = Recovered::default();
+    let mut written = HashSet::new();
     let mut offset = 0usize;
     let cut = |offset: usize, reason: String| Cut {
         offset: offset as u64,
@@ -204,11 +262,14 @@ pub fn parse(bytes: &[u8]) -> Recovered {
                 recovered.cut = Some(cut(offset, "a second height entry".into()));
                 break;
             }
-            (Some(_), entry) => recovered.entries.push(entry),
+            (Some(_), entry) => {
+                written.insert(tally_crypto::Hash::digest(payload).0);
+                recovered.entries.push(entry);
+            }
         }
         offset += FRAME_HEADER_BYTES + len;
     }
-    recovered
+    (recovered, written)
 }
 
 #[cfg(test)]
@@ -347,6 +408,18 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).expect("meta").len(), 0);
         wal.start_height(Height(3)).expect("start");
         assert_eq!(Wal::open(&path).expect("reopen").1.height, Some(Height(3)));
+    }
+
+    #[test]
+    fn an_entry_is_written_once_per_height_also_after_a_reopen() {
+        let (_dir, path, _) = written(&[timeout(0)]);
+        let (mut wal, _) = Wal::open(&path).expect("open");
+        assert_eq!(wal.append(by_ref(&timeout(0)), false).expect("append"), Appended::Duplicate);
+        assert_eq!(wal.append(by_ref(&timeout(1)), false).expect("append"), Appended::Written);
+        assert_eq!(wal.append(by_ref(&timeout(1)), false).expect("append"), Appended::Duplicate);
+        assert_eq!(Wal::open(&path).expect("reopen").1.entries, vec![timeout(0), timeout(1)]);
+        wal.start_height(Height(8)).expect("next height");
+        assert_eq!(wal.append(by_ref(&timeout(1)), false).expect("append"), Appended::Written);
     }
 
     #[test]

@@ -166,6 +166,7 @@ fn n4_kills_during_block_commits_leave_a_whole_block_slow() {
         tally_ledger::Genesis::load(&net.nodes[VICTIM].home.join("genesis.json")).expect("genesis");
     let verifier = tally_crypto::Verifier::new(tally_crypto::VerifierConfig::default());
     let ledger_path = net.nodes[VICTIM].home.join("data/ledger.redb");
+    let net_dir = tempfile::tempdir().expect("tempdir");
     let ports: Vec<u16> = net.nodes.iter().map(|n| n.rpc_port).collect();
     let accounts = net.accounts();
     let stop = AtomicBool::new(false);
@@ -183,23 +184,29 @@ fn n4_kills_during_block_commits_leave_a_whole_block_slow() {
                 submit_transfers(accounts, VICTIM, &call, load, stop, acked);
             });
         }
-        for _ in 0..kills {
+        for k in 0..kills {
             let n = &mut net;
             // Right after a commit of the victim, the next one is at most a block interval
             // away: kill at a random point of it.
-            let reported = n.height(VICTIM).expect("the victim answers");
             let deadline = Instant::now() + Duration::from_secs(30);
-            let mut before = reported;
-            while before == reported {
+            let mut reported = None;
+            let before = loop {
                 assert!(Instant::now() < deadline, "validator {VICTIM} stopped committing");
+                match (reported, n.height(VICTIM)) {
+                    (None, now) => reported = now,
+                    (Some(r), Some(now)) if now > r => break now,
+                    _ => {}
+                }
                 std::thread::sleep(Duration::from_millis(5));
-                before = n.height(VICTIM).expect("the victim answers");
-            }
+            };
             std::thread::sleep(Duration::from_millis(next(&mut seed) % 300));
             n.kill_node(VICTIM);
 
-            let store =
-                tally_ledger::Store::open(&ledger_path).expect("the store opens after a kill");
+            // A copy: opening the store repairs it, and the node's own open after the kill
+            // must be the one that does.
+            let copy = net_dir.path().join(format!("ledger-after-kill-{k}.redb"));
+            std::fs::copy(&ledger_path, &copy).expect("copy the store");
+            let store = tally_ledger::Store::open(&copy).expect("the store opens after a kill");
             let (tip, hash) = store.tip().expect("tip").expect("a tip");
             assert!(tip.0 >= before, "the store lost blocks: reported {before}, tip {tip}");
             let block = store.block(tip).expect("read").expect("the tip's block");
@@ -212,6 +219,7 @@ fn n4_kills_during_block_commits_leave_a_whole_block_slow() {
                 .expect("the tip's certificate verifies");
             txs_at_tip.push(block.txs.len());
             drop(store);
+            std::fs::remove_file(&copy).expect("remove the copy");
 
             let tip_of_others = (0..VICTIM).filter_map(|i| n.height(i)).max().unwrap_or(0);
             n.start_node(VICTIM);

@@ -15,7 +15,6 @@ mod common;
 
 use common::netns::{self, Delay};
 use common::{submit_transfers, Load, Testnet};
-use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -27,9 +26,27 @@ const SENDERS: u32 = 4;
 const LOSS_PERCENT: u32 = 10;
 const DELAY: Delay = Delay { base: Duration::from_millis(50), jitter: Duration::from_millis(20) };
 
+/// The highest height among `which`; every node must answer (a few tries each).
 fn max_height(net: &Testnet, which: &[usize]) -> u64 {
-    which.iter().filter_map(|&i| net.height(i)).max().unwrap_or(0)
+    let height = |i: usize| {
+        (0..5)
+            .find_map(|_| {
+                net.height(i).or_else(|| {
+                    std::thread::sleep(Duration::from_millis(200));
+                    None
+                })
+            })
+            .unwrap_or_else(|| panic!("node {i} does not answer"))
+    };
+    which.iter().map(|&i| height(i)).max().unwrap_or(0)
 }
+
+fn round_changes(net: &Testnet, which: &[usize]) -> u64 {
+    which.iter().map(|&i| net.metric(i, "tally_round_changes_total")).sum()
+}
+
+/// The two tests run one after the other: each is four validators and a load on two cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Heals, then waits until every node is at the highest height any node reached; returns
 /// how long that took.
@@ -105,6 +122,7 @@ fn under_load(net: &Testnet, faults: impl FnOnce(&mut Vec<String>)) {
 #[test]
 fn n4_partitions_isolation_of_one_and_of_the_proposer_and_a_2_2_split_slow() {
     let Some(fault) = fault_seconds() else { return };
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let net = start(None);
     under_load(&net, |report| {
         // 1. One validator cut off: the other three are a quorum and go on.
@@ -119,20 +137,24 @@ fn n4_partitions_isolation_of_one_and_of_the_proposer_and_a_2_2_split_slow() {
              {back:.1?} after healing"
         ));
 
-        // 2. The proposer of the height in progress cut off: the others move to the next
-        // round and go on.
-        let state = net.rpc(0, "consensus_state", json!({})).expect("consensus state");
-        let proposer = net.node_of_validator(state["proposer"].as_u64().expect("proposer"));
+        // 2. The proposer of a coming height cut off (the next-but-one, so that it is cut
+        // off before that height starts): the others time out its round, move on to the
+        // next round's proposer, and go on; so at each of its turns while it is away.
+        let coming = max_height(&net, &ALL) + 2;
+        let proposer = net.proposer_node(coming, 0);
         net.isolate(proposer);
         let rest: Vec<usize> = ALL.into_iter().filter(|&i| i != proposer).collect();
-        let before = max_height(&net, &rest);
+        let (before, rounds_before) = (max_height(&net, &rest), round_changes(&net, &rest));
         std::thread::sleep(fault);
         let during = max_height(&net, &rest) - before;
+        let rounds = round_changes(&net, &rest) - rounds_before;
         assert!(during >= 1, "without the proposer the others committed nothing");
+        assert!(rounds >= 1, "no round was lost to the cut-off proposer");
         let back = heal_and_catch_up(&net);
         report.push(format!(
-            "the proposer (validator {proposer}) cut off for {fault:?}: {during} blocks by the \
-             others; caught up {back:.1?} after healing"
+            "the proposer of height {coming} (validator {proposer}) cut off for {fault:?}: \
+             {during} blocks by the others, {rounds} rounds moved past it; caught up \
+             {back:.1?} after healing"
         ));
 
         // 3. A 2-2 split: no side has a quorum, nothing commits. A height whose precommits
@@ -157,6 +179,7 @@ fn n4_partitions_isolation_of_one_and_of_the_proposer_and_a_2_2_split_slow() {
 #[test]
 fn n4_latency_jitter_and_packet_loss_slow() {
     let Some(fault) = fault_seconds() else { return };
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let net = start(Some(DELAY));
     under_load(&net, |report| {
         let before = max_height(&net, &ALL);

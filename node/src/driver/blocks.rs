@@ -59,6 +59,18 @@ impl PendingBlocks {
         Some(hash)
     }
 
+    /// A block this node built for `round` before a restart (from its consensus log): kept
+    /// whatever the bounds, like `insert_own`, and judged again like any other.
+    pub fn insert_kept(&mut self, block: Block, round: Round) -> BlockHash {
+        let hash = block.hash();
+        self.by_height
+            .entry(block.header.height)
+            .or_default()
+            .entry(hash)
+            .or_insert_with(|| (round, Arc::new(block)));
+        hash
+    }
+
     /// A block the node built itself.
     pub fn insert_own(
         &mut self,

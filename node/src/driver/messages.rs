@@ -5,6 +5,15 @@ use super::Driver;
 use tally_consensus::{Height, Input};
 use tally_network::{ConsensusEvent, ConsensusMsg, GossipRef};
 
+/// The height a consensus message is for.
+pub(super) fn height_of(msg: &ConsensusMsg) -> Height {
+    match msg {
+        ConsensusMsg::Proposal { proposal, .. } => proposal.proposal.height,
+        ConsensusMsg::Vote(v) => v.vote.height,
+        ConsensusMsg::Certificate { certificate, .. } => certificate.height,
+    }
+}
+
 impl Driver {
     pub(super) async fn on_consensus_event(&mut self, event: ConsensusEvent) -> anyhow::Result<()> {
         match event {
@@ -22,11 +31,7 @@ impl Driver {
 
     async fn on_message(&mut self, msg: ConsensusMsg, from: GossipRef) -> anyhow::Result<()> {
         let current = self.core.height();
-        let height = match &msg {
-            ConsensusMsg::Proposal { proposal, .. } => proposal.proposal.height,
-            ConsensusMsg::Vote(v) => v.vote.height,
-            ConsensusMsg::Certificate { certificate, .. } => certificate.height,
-        };
+        let height = height_of(&msg);
         if height < current {
             // Late but possibly honest (a slow peer, a re-broadcast): not forwarded, not
             // held against anyone.
@@ -43,6 +48,12 @@ impl Driver {
         // this node does not have.
         if height > current {
             self.start_sync(from.propagation_source);
+            if height == current.next()
+                && self.wal.is_some()
+                && self.next_height_messages.len() < super::NEXT_HEIGHT_LOGGED_MAX
+            {
+                self.next_height_messages.push(msg.clone());
+            }
         } else {
             self.log_entry(crate::wal::WalEntryRef::Received(&msg), false);
         }

@@ -15,7 +15,7 @@ mod sync;
 
 use crate::shared::Shared;
 use crate::signing_record::{Persisted, SigningRecord};
-use crate::wal::{Recovered, Wal, WalEntryRef};
+use crate::wal::{Appended, Recovered, Wal, WalEntryRef};
 use anyhow::{bail, Context as _};
 use blocks::{PendingBlocks, Window};
 use std::collections::VecDeque;
@@ -27,6 +27,10 @@ use tally_consensus::{
 use tally_ledger::{Block, ExecutionOutcome, Tx, TxHash};
 use tally_network::{ConsensusMsg, NetworkEvents, NetworkHandle};
 use tokio::sync::mpsc;
+
+/// Next-height messages kept for the next height's consensus log: a proposal and the votes
+/// of a few rounds from each of up to a hundred validators.
+const NEXT_HEIGHT_LOGGED_MAX: usize = 1024;
 
 /// Counters of what the driver dropped, for logs and metrics.
 #[derive(Default, Debug, Clone, Copy)]
@@ -47,6 +51,9 @@ pub struct Driver {
     wal: Option<Wal>,
     /// What the log held at startup, replayed once when the driver starts.
     recovered: Option<Recovered>,
+    /// Verified messages of the next height, received before it started (the core buffers
+    /// them): logged once the height's log starts. At most `NEXT_HEIGHT_LOGGED_MAX`.
+    next_height_messages: Vec<ConsensusMsg>,
     net: NetworkHandle,
     timeout_tx: mpsc::Sender<Timeout>,
     timeout_rx: mpsc::Receiver<Timeout>,
@@ -89,6 +96,7 @@ impl Driver {
             record,
             wal,
             recovered,
+            next_height_messages: Vec::new(),
             net,
             timeout_tx,
             timeout_rx,
@@ -173,7 +181,14 @@ impl Driver {
                 self.wal_failed(e);
             }
         }
-        self.step(Input::StartHeight(height)).await
+        let early = std::mem::take(&mut self.next_height_messages);
+        self.step(Input::StartHeight(height)).await?;
+        // Messages of this height that arrived before it started (the core kept them and
+        // has just replayed them) go into its log too.
+        for msg in early.iter().filter(|m| messages::height_of(m) == height) {
+            self.log_entry(WalEntryRef::Received(msg), false);
+        }
+        Ok(())
     }
 
     /// Appends to the consensus log; a failure drops the log (see `wal`).
@@ -182,8 +197,14 @@ impl Driver {
         if wal.height() != Some(self.core.height()) {
             return;
         }
-        if let Err(e) = wal.append(entry, sync) {
-            self.wal_failed(e);
+        match wal.append(entry, sync) {
+            Ok(Appended::Full { first: true }) => tracing::warn!(
+                height = %self.core.height(),
+                max_bytes = crate::wal::WAL_BYTES_MAX,
+                "the consensus log of this height is full; later messages are not logged"
+            ),
+            Ok(_) => {}
+            Err(e) => self.wal_failed(e),
         }
     }
 

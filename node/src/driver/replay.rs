@@ -8,8 +8,10 @@
 
 use super::{Driver, Window};
 use crate::wal::WalEntry;
+use std::collections::BTreeMap;
 use std::time::Instant;
 use tally_consensus::{Height, Input, Round};
+use tally_ledger::Block;
 use tally_network::ConsensusMsg;
 
 impl Driver {
@@ -53,9 +55,15 @@ impl Driver {
             round: entries.iter().map(entry_round).max().unwrap_or(Round(0)),
             rounds_ahead_max: self.core.config().rounds_ahead_max,
         };
+        // Its own block of a round: the last one logged is the one it may have signed a
+        // proposal for (a kill between logging a block and signing leaves an earlier one).
+        let mut own: BTreeMap<Round, &Block> = BTreeMap::new();
         for entry in &entries {
             let (block, round) = match entry {
-                WalEntry::OwnBlock { round, block } => (block, *round),
+                WalEntry::OwnBlock { round, block } => {
+                    own.insert(*round, block);
+                    continue;
+                }
                 WalEntry::Received(ConsensusMsg::Proposal { proposal, block }) => {
                     (block, proposal.proposal.round)
                 }
@@ -66,6 +74,11 @@ impl Driver {
             };
             if block.header.height == height {
                 self.blocks.insert(block.clone(), round, window);
+            }
+        }
+        for (round, block) in own {
+            if block.header.height == height {
+                self.blocks.insert_kept(block.clone(), round);
             }
         }
         self.start_height(height).await?;

@@ -419,12 +419,24 @@ impl Testnet {
         }
     }
 
-    /// The node whose validator key has index `index` in the validator set (of genesis.json:
-    /// it is fixed).
-    pub fn node_of_validator(&self, index: u64) -> usize {
+    /// The validator set of genesis.json (it is fixed).
+    pub fn validator_set(&self) -> tally_consensus::ValidatorSet {
         let genesis = tally_ledger::Genesis::load(&self.nodes[0].home.join("genesis.json"))
             .expect("genesis.json");
-        let set = genesis.validator_set().expect("validator set");
+        genesis.validator_set().expect("validator set")
+    }
+
+    /// The node that proposes in round `round` of `height`.
+    pub fn proposer_node(&self, height: u64, round: u32) -> usize {
+        let index = self
+            .validator_set()
+            .proposer(tally_consensus::Height(height), tally_consensus::Round(round));
+        self.node_of_validator(u64::from(index.0))
+    }
+
+    /// The node whose validator key has index `index` in the validator set.
+    pub fn node_of_validator(&self, index: u64) -> usize {
+        let set = self.validator_set();
         let index = u32::try_from(index).expect("a validator index");
         let key = set.get(tally_consensus::ValidatorIndex(index)).expect("in the set").public_key;
         (0..self.nodes.len())

@@ -31,15 +31,29 @@ pub const METRICS_PORT: u16 = 26660;
 pub const RELAY_PORT: u16 = 26700;
 const NFT_TABLE: &str = "tally_test";
 
-/// Why namespaces cannot be used here, if they cannot.
+/// Why namespaces cannot be used here, if they cannot (found once per test process).
 pub fn unavailable() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
+    static FOUND: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    FOUND.get_or_init(probe).clone()
+}
+
+fn probe() -> Option<String> {
+    let Ok(uid) = Command::new("id").arg("-u").output() else {
+        return Some("cannot run `id -u`".into());
+    };
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         return Some("not root".into());
     }
     if Command::new("ip").arg("-V").output().is_err() {
         return Some("iproute2 (`ip`) is not installed".into());
     }
+    // Root without CAP_SYS_ADMIN (a default container) cannot make namespaces: try one.
+    let probe = format!("tlyprobe{}", std::process::id());
+    let made = Command::new("ip").args(["netns", "add", &probe]).output().ok()?;
+    if !made.status.success() {
+        return Some(format!("ip netns add: {}", String::from_utf8_lossy(&made.stderr).trim()));
+    }
+    delete(&probe);
     None
 }
 
