@@ -1,4 +1,5 @@
-//! tally-bench: criterion benches (`benches/`) and shared fixtures for them.
+//! tally-bench: criterion benches (`benches/`), shared fixtures for them, and the load
+//! generator (`load`, the `loadgen` binary).
 
 use tally_crypto::{signing_bytes, ChainId, Domain, Keypair, PublicKey, Signature};
 
@@ -16,3 +17,5 @@ pub fn signed_messages(n: usize, keys: usize) -> Vec<(PublicKey, Vec<u8>, Signat
         })
         .collect()
 }
+
+pub mod load;

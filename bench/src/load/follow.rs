@@ -1,0 +1,101 @@
+//! Follows the chain on one node: every new block is fetched, its txs hashed and matched
+//! against the run's; each of ours gets its submit-to-commit latency, filed under the second
+//! of the run in which its block was seen committed.
+
+use super::micros_since;
+use super::presign::Presigned;
+use super::rpc::Client;
+use base64::Engine as _;
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// What was committed in one second of the run.
+#[derive(Clone, Debug, Default)]
+pub struct Second {
+    pub committed: u64,
+    /// Latencies of our txs committed in this second, milliseconds.
+    pub latencies_ms: Vec<u32>,
+    pub blocks: u64,
+}
+
+#[derive(Default)]
+pub struct Followed {
+    pub seconds: Vec<Second>,
+    /// Our txs seen committed, in all.
+    pub committed: u64,
+    /// Other txs in the blocks (not submitted by this run).
+    pub foreign: u64,
+    pub first_height: u64,
+    pub last_height: u64,
+}
+
+pub struct Follower<'a> {
+    pub client: Client,
+    pub pre: &'a Presigned,
+    pub submitted_at: &'a [AtomicU64],
+    pub start: Instant,
+    /// Set when submission ended; the follower then drains until every accepted tx is seen
+    /// or `drain` has passed.
+    pub done: &'a AtomicBool,
+    pub accepted: &'a AtomicU64,
+    pub drain: Duration,
+    pub out: &'a Mutex<Followed>,
+}
+
+impl Follower<'_> {
+    pub fn run(&self) -> Result<(), String> {
+        let engine = &base64::engine::general_purpose::STANDARD;
+        let mut next = self.client.height()? + 1;
+        self.out.lock().expect("lock").first_height = next;
+        let mut seen_done: Option<Instant> = None;
+        loop {
+            let tip = match self.client.height() {
+                Ok(tip) => tip,
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            while next <= tip {
+                let block = self.client.call("block", json!({ "height": next.to_string() }))?;
+                let at = micros_since(self.start);
+                let second = (at / 1_000_000) as usize;
+                let txs = block["block"]["data"]["txs"].as_array().cloned().unwrap_or_default();
+                let mut out = self.out.lock().expect("lock");
+                if out.seconds.len() <= second {
+                    out.seconds.resize(second + 1, Second::default());
+                }
+                out.seconds[second].blocks += 1;
+                for tx in &txs {
+                    let bytes = engine.decode(tx.as_str().unwrap_or_default()).unwrap_or_default();
+                    let hash = tally_ledger::Tx::decode(&bytes).map(|t| t.hash());
+                    let Some(&i) = hash.ok().and_then(|h| self.pre.index.get(&h)) else {
+                        out.foreign += 1;
+                        continue;
+                    };
+                    let sent = self.submitted_at[i as usize].load(Ordering::Relaxed);
+                    // A tx committed before its batch's answer came back has no time yet:
+                    // then the commit was seen no later than now, counted as 0 ms.
+                    let latency_ms = (at.saturating_sub(sent) / 1000) as u32;
+                    out.committed += 1;
+                    out.seconds[second].committed += 1;
+                    out.seconds[second].latencies_ms.push(if sent == 0 { 0 } else { latency_ms });
+                }
+                out.last_height = next;
+                next += 1;
+            }
+            if self.done.load(Ordering::Relaxed) {
+                let since = *seen_done.get_or_insert_with(Instant::now);
+                let committed = self.out.lock().expect("lock").committed;
+                if committed >= self.accepted.load(Ordering::Relaxed)
+                    || since.elapsed() > self.drain
+                {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}

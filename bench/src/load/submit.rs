@@ -1,0 +1,161 @@
+//! One submitting connection: its stream of txs, in order, in `broadcast_tx_batch` calls to
+//! one node, paced to a rate or open loop, until the stream ends or the deadline.
+
+use super::presign::Presigned;
+use super::rpc::Client;
+use super::{micros_since, Counters};
+use base64::Engine as _;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub struct Connection<'a> {
+    pub client: Client,
+    pub stream: &'a [u32],
+    pub pre: &'a Presigned,
+    pub batch: usize,
+    /// Txs per second for this connection; 0: open loop.
+    pub rate: f64,
+    pub start: Instant,
+    pub deadline: Instant,
+    /// Per tx, when the batch that a node accepted it in was sent (µs since `start`).
+    pub submitted_at: &'a [AtomicU64],
+    pub counters: &'a Counters,
+}
+
+/// How the node answered for one tx.
+enum Verdict {
+    Accepted,
+    /// Try the same tx again after a pause (mempool full, busy, syncing, a nonce ahead of
+    /// what the node has: an earlier tx of the account is still on its way).
+    Retry,
+    /// Give up on this tx.
+    Reject,
+}
+
+fn verdict(result: &Value) -> Verdict {
+    if result["code"] == 0 {
+        return Verdict::Accepted;
+    }
+    match result["reason"].as_str().unwrap_or_default() {
+        "already_known" => Verdict::Accepted,
+        "mempool_full" | "busy" | "syncing" => Verdict::Retry,
+        "bad_nonce" => {
+            // "wrong nonce: expected E, got G": G below E means it is already in.
+            let log = result["log"].as_str().unwrap_or_default();
+            let number = |key: &str| -> Option<u64> {
+                log.split(key).nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+            };
+            match (number("expected "), number("got ")) {
+                (Some(expected), Some(got)) if got < expected => Verdict::Accepted,
+                _ => Verdict::Retry,
+            }
+        }
+        _ => Verdict::Reject,
+    }
+}
+
+/// Retries of one tx before it is given up on.
+const RETRIES_MAX: u32 = 200;
+
+impl Connection<'_> {
+    pub fn run(&self) {
+        let engine = &base64::engine::general_purpose::STANDARD;
+        // Paced: at most a tenth of a second's worth of txs per call, so the rate holds
+        // within the second, not only on average.
+        let batch_len = if self.rate > 0.0 {
+            self.batch.min(((self.rate / 10.0) as usize).max(1))
+        } else {
+            self.batch
+        };
+        let mut pos = 0usize;
+        let mut retries = 0u32;
+        while pos < self.stream.len() && Instant::now() < self.deadline {
+            if self.rate > 0.0 {
+                let due = self.start + Duration::from_secs_f64(pos as f64 / self.rate);
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep((due - now).min(self.deadline - now));
+                    continue;
+                }
+            }
+            let end = (pos + batch_len).min(self.stream.len());
+            let batch = &self.stream[pos..end];
+            let txs: Vec<String> =
+                batch.iter().map(|&i| engine.encode(self.pre.tx_bytes(i))).collect();
+            let sent = micros_since(self.start);
+            self.counters.calls.fetch_add(1, Ordering::Relaxed);
+            let reply = match self.client.call("broadcast_tx_batch", json!({ "txs": txs })) {
+                Ok(reply) => reply,
+                Err(_) => {
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            let results = reply["results"].as_array().map(Vec::as_slice).unwrap_or_default();
+            let mut stalled = false;
+            for (&i, result) in batch.iter().zip(results) {
+                match verdict(result) {
+                    Verdict::Accepted => {
+                        let at = &self.submitted_at[i as usize];
+                        if at
+                            .compare_exchange(0, sent, Ordering::Relaxed, Ordering::Relaxed)
+                            .is_ok()
+                        {
+                            self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        pos += 1;
+                        retries = 0;
+                    }
+                    Verdict::Reject => {
+                        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                        pos += 1;
+                    }
+                    Verdict::Retry => {
+                        // The rest of the batch follows this tx in nonce order for some
+                        // account: send them again after a pause, from here.
+                        self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                        retries += 1;
+                        if retries > RETRIES_MAX {
+                            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                            pos += 1;
+                            retries = 0;
+                        }
+                        stalled = true;
+                        break;
+                    }
+                }
+            }
+            if results.len() < batch.len() && !stalled {
+                // A malformed reply: try the rest again.
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                stalled = true;
+            }
+            if stalled {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_follow_the_refusal_reason() {
+        let v = |r: Value| match verdict(&r) {
+            Verdict::Accepted => "accepted",
+            Verdict::Retry => "retry",
+            Verdict::Reject => "reject",
+        };
+        assert_eq!(v(json!({ "code": 0, "hash": "00" })), "accepted");
+        assert_eq!(v(json!({ "code": 1, "reason": "already_known" })), "accepted");
+        assert_eq!(v(json!({ "code": 1, "reason": "mempool_full" })), "retry");
+        let nonce = |log: &str| json!({ "code": 1, "reason": "bad_nonce", "log": log });
+        assert_eq!(v(nonce("wrong nonce: expected 5, got 3")), "accepted");
+        assert_eq!(v(nonce("wrong nonce: expected 5, got 9")), "retry");
+        assert_eq!(v(json!({ "code": 1, "reason": "bad_signature" })), "reject");
+    }
+}
