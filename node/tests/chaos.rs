@@ -120,13 +120,7 @@ fn n4_kill_restart_chaos_under_load_slow() {
     });
 
     let acked = acked.into_inner().expect("lock");
-    let top = acked.iter().map(|a| a.height).max().unwrap_or(0);
-    net.wait_height(&[0, 1, 2, 3], top.max(start_height) + 2, Duration::from_secs(90));
-    let tip = (0..VALIDATORS).filter_map(|i| net.height(i)).min().expect("heights");
-
-    net.assert_one_hash_per_height(&[0, 1, 2, 3], tip);
-    net.assert_acked_everywhere(&acked, &[0, 1, 2, 3]);
-    net.assert_no_evidence_no_panic(&[0, 1, 2, 3]);
+    let tip = net.check_after_load(&acked, &[0, 1, 2, 3], start_height, 2);
     let advanced = tip - start_height;
     let (back_median, back_max) = median_max(&mut back_secs);
     let (vote_median, vote_max) = median_max(&mut vote_secs);
@@ -236,12 +230,7 @@ fn n4_kills_during_block_commits_leave_a_whole_block_slow() {
         stop.store(true, Ordering::Relaxed);
     });
     let acked = acked.into_inner().expect("lock");
-    let top = acked.iter().map(|a| a.height).max().unwrap_or(0);
-    net.wait_height(&[0, 1, 2, 3], top.max(start_height) + 1, Duration::from_secs(90));
-    let tip = (0..VALIDATORS).filter_map(|i| net.height(i)).min().expect("heights");
-    net.assert_one_hash_per_height(&[0, 1, 2, 3], tip);
-    net.assert_acked_everywhere(&acked, &[0, 1, 2, 3]);
-    net.assert_no_evidence_no_panic(&[0, 1, 2, 3]);
+    net.check_after_load(&acked, &[0, 1, 2, 3], start_height, 1);
     let least = txs_at_tip.iter().min().copied().unwrap_or(0);
     let most = txs_at_tip.iter().max().copied().unwrap_or(0);
     eprintln!(

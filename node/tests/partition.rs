@@ -99,12 +99,7 @@ fn under_load(net: &Testnet, faults: impl FnOnce(&mut Vec<String>)) {
         stop.store(true, Ordering::Relaxed);
     });
     let acked = acked.into_inner().expect("lock");
-    let top = acked.iter().map(|a| a.height).max().unwrap_or(0);
-    net.wait_height(&ALL, top.max(start_height) + 1, Duration::from_secs(90));
-    let tip = ALL.iter().filter_map(|&i| net.height(i)).min().expect("heights");
-    net.assert_one_hash_per_height(&ALL, tip);
-    net.assert_acked_everywhere(&acked, &ALL);
-    net.assert_no_evidence_no_panic(&ALL);
+    let tip = net.check_after_load(&acked, &ALL, start_height, 1);
     for i in ALL {
         assert_eq!(net.metric(i, "tally_evidence_total"), 0, "node {i} counted evidence");
     }

@@ -48,10 +48,18 @@ impl Driver {
         // this node does not have.
         if height > current {
             self.start_sync(from.propagation_source);
+            let block_bytes = match &msg {
+                ConsensusMsg::Proposal { block, .. } | ConsensusMsg::Certificate { block, .. } => {
+                    block.encoded_len()
+                }
+                ConsensusMsg::Vote(_) => 0,
+            };
             if height == current.next()
                 && self.wal.is_some()
                 && self.next_height_messages.len() < super::NEXT_HEIGHT_LOGGED_MAX
+                && self.next_height_bytes + block_bytes <= super::NEXT_HEIGHT_LOGGED_BYTES_MAX
             {
+                self.next_height_bytes += block_bytes;
                 self.next_height_messages.push(msg.clone());
             }
         } else {

@@ -29,8 +29,10 @@ use tally_network::{ConsensusMsg, NetworkEvents, NetworkHandle};
 use tokio::sync::mpsc;
 
 /// Next-height messages kept for the next height's consensus log: a proposal and the votes
-/// of a few rounds from each of up to a hundred validators.
+/// of a few rounds from each of up to a hundred validators; and at most this many bytes of
+/// blocks, so that a proposer signing many next-height proposals cannot fill memory.
 const NEXT_HEIGHT_LOGGED_MAX: usize = 1024;
+const NEXT_HEIGHT_LOGGED_BYTES_MAX: usize = 16 << 20;
 
 /// Counters of what the driver dropped, for logs and metrics.
 #[derive(Default, Debug, Clone, Copy)]
@@ -52,8 +54,10 @@ pub struct Driver {
     /// What the log held at startup, replayed once when the driver starts.
     recovered: Option<Recovered>,
     /// Verified messages of the next height, received before it started (the core buffers
-    /// them): logged once the height's log starts. At most `NEXT_HEIGHT_LOGGED_MAX`.
+    /// them): logged once the height's log starts. At most `NEXT_HEIGHT_LOGGED_MAX`
+    /// messages and `NEXT_HEIGHT_LOGGED_BYTES_MAX` bytes of blocks (`next_height_bytes`).
     next_height_messages: Vec<ConsensusMsg>,
+    next_height_bytes: usize,
     net: NetworkHandle,
     timeout_tx: mpsc::Sender<Timeout>,
     timeout_rx: mpsc::Receiver<Timeout>,
@@ -97,6 +101,7 @@ impl Driver {
             wal,
             recovered,
             next_height_messages: Vec::new(),
+            next_height_bytes: 0,
             net,
             timeout_tx,
             timeout_rx,
@@ -182,6 +187,7 @@ impl Driver {
             }
         }
         let early = std::mem::take(&mut self.next_height_messages);
+        self.next_height_bytes = 0;
         self.step(Input::StartHeight(height)).await?;
         // Messages of this height that arrived before it started (the core kept them and
         // has just replayed them) go into its log too.

@@ -409,6 +409,19 @@ impl Testnet {
         }
     }
 
+    /// After a load: waits until every node in `which` is `past` blocks beyond the highest
+    /// acknowledged height (and `start`), then checks one hash per height, every acknowledged
+    /// tx everywhere, and no evidence or panic. Returns the lowest tip.
+    pub fn check_after_load(&self, acked: &[Acked], which: &[usize], start: u64, past: u64) -> u64 {
+        let top = acked.iter().map(|a| a.height).max().unwrap_or(0);
+        self.wait_height(which, top.max(start) + past, Duration::from_secs(90));
+        let tip = which.iter().filter_map(|&i| self.height(i)).min().expect("heights");
+        self.assert_one_hash_per_height(which, tip);
+        self.assert_acked_everywhere(acked, which);
+        self.assert_no_evidence_no_panic(which);
+        tip
+    }
+
     /// No node in `which` reported an equivocation (by anyone: all validators are honest
     /// here) or panicked.
     pub fn assert_no_evidence_no_panic(&self, which: &[usize]) {
