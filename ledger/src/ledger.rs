@@ -83,14 +83,26 @@ pub struct Ledger {
     tip: Tip,
 }
 
+/// The store's page cache when no size is given: 64 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
 impl Ledger {
     /// Opens (or creates) the store at `path` for `genesis`, and rebuilds the state tree from
     /// its accounts; the rebuilt root must match the tip header's state root. A store created
     /// for another genesis is refused.
     pub fn open(path: &Path, genesis: Genesis) -> Result<Ledger, LedgerOpenError> {
+        Ledger::open_with_cache(path, genesis, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Ledger::open`] with the store's page cache bounded to `cache_bytes`.
+    pub fn open_with_cache(
+        path: &Path,
+        genesis: Genesis,
+        cache_bytes: usize,
+    ) -> Result<Ledger, LedgerOpenError> {
         genesis.validate()?;
         let validators = genesis.validator_set().map_err(GenesisError::from)?;
-        let store = Store::open(path)?;
+        let store = Store::open_with_cache(path, cache_bytes)?;
         store.init_genesis(&genesis)?;
         let genesis_hash = genesis.hash();
         let (tip, expected_root) = match store.tip()? {
@@ -272,6 +284,22 @@ impl Ledger {
         certificate: &CommitCertificate,
         outcome: ExecutionOutcome,
     ) -> Result<(), LedgerCommitError> {
+        self.persist(block, certificate, &outcome)?;
+        self.apply_persisted(block, outcome);
+        Ok(())
+    }
+
+    /// The first half of [`Ledger::commit`], under a shared borrow: checks the outcome and
+    /// writes the block in one durable transaction. Until [`Ledger::apply_persisted`] runs,
+    /// this ledger's tip and state stay the parent's (the store already holds the block), so
+    /// a node can keep admitting txs against the parent state while the write and its fsync
+    /// run. On error nothing changed.
+    pub fn persist(
+        &self,
+        block: &Block,
+        certificate: &CommitCertificate,
+        outcome: &ExecutionOutcome,
+    ) -> Result<(), LedgerCommitError> {
         if outcome.parent_state_root != self.state.root() {
             return Err(LedgerCommitError::StaleOutcome {
                 outcome_parent: outcome.parent_state_root,
@@ -281,13 +309,20 @@ impl Ledger {
         if outcome.state_root != block.header.state_root
             || outcome.tx_root != block.header.tx_root
             || outcome.state.root() != outcome.state_root
+            || block.header.height != self.next_height()
         {
             return Err(LedgerCommitError::OutcomeMismatch);
         }
         self.store.commit_block(block, certificate, &outcome.changes)?;
+        Ok(())
+    }
+
+    /// The second half of [`Ledger::commit`]: moves the in-memory state to `block`, which
+    /// [`Ledger::persist`] wrote with this `outcome`.
+    pub fn apply_persisted(&mut self, block: &Block, outcome: ExecutionOutcome) {
+        debug_assert_eq!(block.header.height, self.next_height());
         self.state = outcome.state;
         self.tip =
             Tip { height: block.header.height, hash: block.hash(), time_ms: block.header.time_ms };
-        Ok(())
     }
 }

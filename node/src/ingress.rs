@@ -2,10 +2,10 @@
 //! batch-verified on rayon, off the async threads), newly admitted txs out (batched).
 
 use crate::shared::Shared;
+use crate::sigverify::OwnedItem;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tally_crypto::SignedItem;
 use tally_ledger::Tx;
 use tally_network::{NetworkHandle, TxEvent};
 use tokio::sync::mpsc;
@@ -19,51 +19,79 @@ pub struct IngressStats {
     pub bad_signatures: AtomicU64,
 }
 
+/// Gossiped batches taken together at most: whatever queued up while the previous ones
+/// were verified, so that a node under load verifies in large batches.
+const EVENTS_PER_ROUND_MAX: usize = 64;
+
 /// Verifies and admits gossiped tx batches until the network stops.
 pub async fn run_tx_ingress(
     shared: Arc<Shared>,
     mut rx: mpsc::Receiver<TxEvent>,
     stats: Arc<IngressStats>,
 ) {
-    while let Some(event) = rx.recv().await {
+    while let Some(first) = rx.recv().await {
+        let mut events = vec![first];
+        while events.len() < EVENTS_PER_ROUND_MAX {
+            match rx.try_recv() {
+                Ok(event) => events.push(event),
+                Err(_) => break,
+            }
+        }
+        let (sources, batches): (Vec<_>, Vec<Vec<Tx>>) =
+            events.into_iter().map(|e| (e.from, e.txs)).unzip();
         let shared2 = shared.clone();
         let stats2 = stats.clone();
-        let txs = event.txs;
-        let verdict =
-            tokio::task::spawn_blocking(move || admit_batch(&shared2, txs, &stats2)).await;
-        let all_signatures_ok = verdict.unwrap_or(false);
-        // Under node validation the peer forwarded only what it verified, so a bad
-        // signature is its fault.
-        let _ = shared.network.report_validation(&event.from, all_signatures_ok).await;
-        if !all_signatures_ok && event.from.awaiting_report {
-            let _ = shared.network.penalize(event.from.propagation_source).await;
+        let verdicts =
+            tokio::task::spawn_blocking(move || admit_batches(&shared2, batches, &stats2)).await;
+        let verdicts = verdicts.unwrap_or_default();
+        for (i, from) in sources.into_iter().enumerate() {
+            let all_signatures_ok = verdicts.get(i).copied().unwrap_or(false);
+            // Under node validation the peer forwarded only what it verified, so a bad
+            // signature is its fault.
+            let _ = shared.network.report_validation(&from, all_signatures_ok).await;
+            if !all_signatures_ok && from.awaiting_report {
+                let _ = shared.network.penalize(from.propagation_source).await;
+            }
         }
     }
 }
 
-/// Returns whether every signature verified.
-fn admit_batch(shared: &Shared, txs: Vec<Tx>, stats: &IngressStats) -> bool {
-    stats.batches.fetch_add(1, Ordering::Relaxed);
-    let messages: Vec<Vec<u8>> = txs.iter().map(|t| t.signing_bytes(&shared.chain_id)).collect();
-    let items: Vec<SignedItem<'_>> = txs
+/// Verifies the signatures of all `batches` in one go, admits the good txs; returns for
+/// each batch whether every signature in it verified.
+fn admit_batches(shared: &Shared, batches: Vec<Vec<Tx>>, stats: &IngressStats) -> Vec<bool> {
+    stats.batches.fetch_add(batches.len() as u64, Ordering::Relaxed);
+    let items: Vec<OwnedItem> = batches
         .iter()
-        .zip(&messages)
-        .map(|(t, m)| SignedItem { key: &t.transfer.from, message: m, signature: &t.signature })
+        .flatten()
+        .map(|t| OwnedItem {
+            key: t.transfer.from,
+            message: t.signing_bytes(&shared.chain_id),
+            signature: t.signature,
+        })
         .collect();
+    let count = items.len();
     let started = std::time::Instant::now();
-    let verdicts = shared.verifier.verify_many(&items);
-    shared.metrics.signature_batch("gossip", items.len(), started.elapsed().as_secs_f64());
-    let mut all_ok = true;
-    for (tx, verdict) in txs.into_iter().zip(verdicts) {
-        if verdict.is_err() || tx.check_stateless().is_err() {
-            all_ok = false;
-            stats.bad_signatures.fetch_add(1, Ordering::Relaxed);
-            continue;
+    let verdicts = shared.sigverify.submit(items).wait_blocking();
+    shared.metrics.signature_batch("gossip", count, started.elapsed().as_secs_f64());
+    if verdicts.len() != count {
+        return vec![false; batches.len()]; // shutting down
+    }
+    let mut verdicts = verdicts.into_iter();
+    let mut all_ok = Vec::with_capacity(batches.len());
+    for txs in batches {
+        let mut ok = true;
+        for (tx, verdict) in txs.into_iter().zip(verdicts.by_ref()) {
+            if verdict.is_err() || tx.check_stateless().is_err() {
+                ok = false;
+                stats.bad_signatures.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            match shared.admit_verified(tx) {
+                Ok(_) => stats.admitted.fetch_add(1, Ordering::Relaxed),
+                Err(_) => stats.refused.fetch_add(1, Ordering::Relaxed),
+            };
         }
-        match shared.admit_verified(tx) {
-            Ok(_) => stats.admitted.fetch_add(1, Ordering::Relaxed),
-            Err(_) => stats.refused.fetch_add(1, Ordering::Relaxed),
-        };
+        all_ok.push(ok);
     }
     all_ok
 }

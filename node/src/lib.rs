@@ -17,6 +17,7 @@ pub mod rpc_metrics;
 pub mod rpc_types;
 pub mod shared;
 pub mod signing_record;
+pub mod sigverify;
 pub mod snapshot_cli;
 pub mod state_sync;
 pub mod subscriptions;

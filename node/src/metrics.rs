@@ -264,9 +264,15 @@ impl Metrics {
 
     /// Records one verified signature batch from `source` ("rpc" or "gossip").
     pub fn signature_batch(&self, source: &'static str, size: usize, seconds: f64) {
-        let labels = vec![("source", source.to_string())];
-        self.signature_batch_size.get_or_create(&labels).observe(size as f64);
-        self.signature_batch_seconds.get_or_create(&labels).observe(seconds);
+        self.signature_batches().observe(source, size, seconds);
+    }
+
+    /// The signature-batch histograms, for a thread of its own (they share state).
+    pub fn signature_batches(&self) -> SignatureBatches {
+        SignatureBatches {
+            size: self.signature_batch_size.clone(),
+            seconds: self.signature_batch_seconds.clone(),
+        }
     }
 
     /// Refreshes the state gauges and renders the registry.
@@ -333,5 +339,20 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
                 tokio::time::timeout(Duration::from_secs(5), stream.write_all(response.as_bytes()))
                     .await;
         });
+    }
+}
+
+/// `tally_signature_batch_size` and `tally_signature_batch_seconds`, by `source`.
+#[derive(Clone)]
+pub struct SignatureBatches {
+    size: Family<Labels, Histogram, fn() -> Histogram>,
+    seconds: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+impl SignatureBatches {
+    pub fn observe(&self, source: &'static str, size: usize, seconds: f64) {
+        let labels = vec![("source", source.to_string())];
+        self.size.get_or_create(&labels).observe(size as f64);
+        self.seconds.get_or_create(&labels).observe(seconds);
     }
 }

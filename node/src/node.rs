@@ -32,7 +32,8 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
     std::fs::create_dir_all(home.data()).context("creating the data folder")?;
 
     let mut ledger =
-        Ledger::open(&home.ledger_db(), genesis.clone()).context("opening the ledger")?;
+        Ledger::open_with_cache(&home.ledger_db(), genesis.clone(), config.storage.cache_bytes())
+            .context("opening the ledger")?;
     let snapshot_dir = SnapshotDir::open(home.snapshots()).context("opening data/snapshots")?;
     tracing::info!(
         chain = %genesis.chain_id,

@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::events::{BlockEvent, EventSender};
 use crate::mempool::{Mempool, MempoolError, MempoolLimits};
+use crate::sigverify::{OwnedItem, SigVerifyStage};
 use base64::Engine as _;
 use parking_lot::{Mutex, RwLock};
 use serde_json::{json, Value};
@@ -14,7 +15,7 @@ use std::time::Instant;
 use tally_consensus::{
     BlockHash, CommitCertificate, Height, Round, StateSummary, Step, ValidatorSet,
 };
-use tally_crypto::{ChainId, Hash, PublicKey, SignedItem, Verifier, VerifyError};
+use tally_crypto::{ChainId, Hash, PublicKey, Verifier, VerifyError};
 use tally_ledger::{Block, DecodeError, Genesis, Ledger, StatelessError, Tx, TxHash};
 use tally_network::NetworkHandle;
 use tokio::sync::{mpsc, oneshot};
@@ -36,6 +37,8 @@ pub enum SubmitError {
     TooManyWaiters(usize),
     #[error("the node is catching up with its peers (block sync); submit to a node that is not syncing, or retry later")]
     Syncing,
+    #[error("the node is shutting down")]
+    ShuttingDown,
 }
 
 impl SubmitError {
@@ -56,6 +59,7 @@ impl SubmitError {
             }
             SubmitError::TooManyWaiters(_) => "busy",
             SubmitError::Syncing => "syncing",
+            SubmitError::ShuttingDown => "shutting_down",
         }
     }
 }
@@ -105,6 +109,8 @@ pub struct Shared {
     pub ledger: RwLock<Ledger>,
     pub mempool: Mutex<Mempool>,
     pub verifier: Arc<Verifier>,
+    /// Where tx signatures from RPC and gossip are verified, in combined batches.
+    pub sigverify: SigVerifyStage,
     pub network: NetworkHandle,
     /// Newly admitted txs for the gossip batcher. Full: the tx stays in this node's mempool
     /// (and reaches the chain when this node proposes) but is not gossiped; counted.
@@ -142,6 +148,9 @@ impl Shared {
             txs_per_sender_max: config.mempool.txs_per_sender_max,
         };
         let events = tokio::sync::broadcast::channel(config.rpc.subscription_lag_blocks_max).0;
+        let metrics = crate::metrics::Metrics::new();
+        let sigverify = SigVerifyStage::start(verifier.clone(), metrics.signature_batches())
+            .expect("starting the signature verification thread");
         Shared {
             chain_id: genesis.chain_id.clone(),
             events,
@@ -152,13 +161,14 @@ impl Shared {
             ledger: RwLock::new(ledger),
             mempool: Mutex::new(Mempool::new(limits)),
             verifier,
+            sigverify,
             network,
             gossip,
             gossip_dropped: AtomicU64::new(0),
             waiters: Mutex::new(HashMap::new()),
             waiters_count: AtomicU64::new(0),
             consensus: RwLock::new(None),
-            metrics: crate::metrics::Metrics::new(),
+            metrics,
             catching_up: std::sync::atomic::AtomicBool::new(false),
             subscriptions: crate::subscriptions::Registry::default(),
             step_clock: Mutex::new(None),
@@ -202,12 +212,16 @@ impl Shared {
     pub async fn submit_tx(&self, bytes: Vec<u8>) -> Result<TxHash, SubmitError> {
         self.refuse_while_syncing()?;
         let tx = self.decode_checked(&bytes)?;
-        let message = tx.signing_bytes(&self.chain_id);
-        self.verifier.verify(SignedItem {
-            key: &tx.transfer.from,
-            message: &message,
-            signature: &tx.signature,
-        })?;
+        let item = OwnedItem {
+            key: tx.transfer.from,
+            message: tx.signing_bytes(&self.chain_id),
+            signature: tx.signature,
+        };
+        match self.sigverify.submit(vec![item]).wait().await.pop() {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(SubmitError::ShuttingDown),
+        }
         self.admit(tx, bytes.len() as u64)
     }
 
@@ -250,30 +264,34 @@ impl Shared {
                 Ok((self.decode_checked(&bytes)?, bytes.len() as u64))
             })
             .collect();
-        let ok: Vec<(usize, &Tx, Vec<u8>)> = decoded
+        let (ok, items): (Vec<usize>, Vec<OwnedItem>) = decoded
             .iter()
             .enumerate()
             .filter_map(|(i, r)| {
-                r.as_ref().ok().map(|(tx, _)| (i, tx, tx.signing_bytes(&self.chain_id)))
+                r.as_ref().ok().map(|(tx, _)| {
+                    let item = OwnedItem {
+                        key: tx.transfer.from,
+                        message: tx.signing_bytes(&self.chain_id),
+                        signature: tx.signature,
+                    };
+                    (i, item)
+                })
             })
-            .collect();
-        let items: Vec<SignedItem<'_>> = ok
-            .iter()
-            .map(|(_, tx, m)| SignedItem {
-                key: &tx.transfer.from,
-                message: m,
-                signature: &tx.signature,
-            })
-            .collect();
+            .unzip();
         let started = Instant::now();
-        let verdicts = self.verifier.verify_many(&items);
-        self.metrics.signature_batch("rpc", items.len(), started.elapsed().as_secs_f64());
+        let count = items.len();
+        let verdicts = self.sigverify.submit(items).wait_blocking();
+        self.metrics.signature_batch("rpc", count, started.elapsed().as_secs_f64());
         let mut sig_ok = vec![true; decoded.len()];
         let mut sig_err: HashMap<usize, VerifyError> = HashMap::new();
-        for ((i, _, _), v) in ok.iter().zip(verdicts) {
-            if let Err(e) = v {
-                sig_ok[*i] = false;
-                sig_err.insert(*i, e);
+        for (pos, i) in ok.iter().enumerate() {
+            match verdicts.get(pos) {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    sig_ok[*i] = false;
+                    sig_err.insert(*i, *e);
+                }
+                None => sig_ok[*i] = false,
             }
         }
         decoded
@@ -282,7 +300,9 @@ impl Shared {
             .map(|(i, r)| {
                 let (tx, len) = r?;
                 if !sig_ok[i] {
-                    return Err(SubmitError::Signature(sig_err[&i]));
+                    return Err(sig_err
+                        .get(&i)
+                        .map_or(SubmitError::ShuttingDown, |e| SubmitError::Signature(*e)));
                 }
                 self.admit(tx, len)
             })

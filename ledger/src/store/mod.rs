@@ -43,6 +43,11 @@ impl Store {
         Store::init(Database::create(path)?)
     }
 
+    /// [`Store::open`] with a page cache of at most `cache_bytes` (redb's default is 1 GiB).
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, OpenError> {
+        Store::init(Database::builder().set_cache_size(cache_bytes).create(path)?)
+    }
+
     /// [`Store::open`] over any redb storage backend instead of a file: an in-memory one, or
     /// one that injects IO failures (the fuzz target `store_ops` crashes the store that way).
     pub fn open_with_backend(backend: impl StorageBackend) -> Result<Store, OpenError> {

@@ -452,14 +452,19 @@ impl Driver {
         let hashes: Vec<TxHash> = outcome.tx_hashes.clone();
         let committed: Vec<(TxHash, tally_crypto::PublicKey)> =
             hashes.iter().zip(&block.txs).map(|(h, t)| (*h, t.transfer.from)).collect();
-        // Lock order: mempool, then ledger (see Shared::insert_into_mempool).
+        // The write and its fsync hold no lock that admission or RPC reads wait on: until
+        // the state moves, admissions are checked against the parent state, as before.
+        self.shared
+            .ledger
+            .read()
+            .persist(block, certificate, &outcome)
+            .with_context(|| format!("committing block {height} to the ledger"))?;
+        // Lock order: mempool, then ledger (see Shared::insert_into_mempool). The state
+        // moves and the mempool drops what the block committed under one mempool lock, so
+        // an admission never sees the new nonces with the old pending txs.
         let dropped = {
             let mut mempool = self.shared.mempool.lock();
-            self.shared
-                .ledger
-                .write()
-                .commit(block, certificate, outcome)
-                .with_context(|| format!("committing block {height} to the ledger"))?;
+            self.shared.ledger.write().apply_persisted(block, outcome);
             let ledger = self.shared.ledger.read();
             mempool.update(&committed, |k| ledger.account(k))
         };
