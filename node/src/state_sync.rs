@@ -223,7 +223,7 @@ impl StateSync<'_> {
             }
             raw[index as usize] = bytes;
             let done = total - restore.missing().len() as u32;
-            if done % 16 == 0 || done == total {
+            if done.is_multiple_of(16) || done == total {
                 tracing::info!(done, total, "state sync: chunks");
             }
         }

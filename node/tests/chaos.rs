@@ -15,8 +15,8 @@
 
 mod common;
 
-use common::{rpc_at, submit_transfers, Load, Testnet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use common::{rpc_at, submit_transfers, Load, StopOnDrop, Testnet};
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,7 @@ fn n4_kill_restart_chaos_under_load_slow() {
     let mut back_secs: Vec<f64> = Vec::new();
     let mut vote_secs: Vec<f64> = Vec::new();
     std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
         for sender in 0..SENDERS {
             let (accounts, ports, stop, acked) = (&accounts, &ports, &stop, &acked);
             scope.spawn(move || {
@@ -116,7 +117,6 @@ fn n4_kill_restart_chaos_under_load_slow() {
                 "validator {victim} did not catch up and vote within 60 s of its restart"
             );
         }
-        stop.store(true, Ordering::Relaxed);
     });
 
     let acked = acked.into_inner().expect("lock");
@@ -171,6 +171,7 @@ fn n4_kills_during_block_commits_leave_a_whole_block_slow() {
     let acked = Mutex::new(Vec::new());
     let mut txs_at_tip = Vec::new();
     std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
         for sender in 0..SENDERS {
             let (accounts, ports, stop, acked) = (&accounts, &ports, &stop, &acked);
             scope.spawn(move || {
@@ -227,7 +228,6 @@ fn n4_kills_during_block_commits_leave_a_whole_block_slow() {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        stop.store(true, Ordering::Relaxed);
     });
     let acked = acked.into_inner().expect("lock");
     net.check_after_load(&acked, &[0, 1, 2, 3], start_height, 1);

@@ -14,8 +14,8 @@
 mod common;
 
 use common::netns::{self, Delay};
-use common::{submit_transfers, Load, Testnet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use common::{submit_transfers, Load, StopOnDrop, Testnet};
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -95,8 +95,8 @@ fn under_load(net: &Testnet, faults: impl FnOnce(&mut Vec<String>)) {
                 submit_transfers(accounts, VALIDATORS, &call, load, stop, acked);
             });
         }
+        let _stop = StopOnDrop(&stop);
         faults(&mut report);
-        stop.store(true, Ordering::Relaxed);
     });
     let acked = acked.into_inner().expect("lock");
     let tip = net.check_after_load(&acked, &ALL, start_height, 1);

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{b64, tally_bin, Testnet};
+use common::{b64, tally_bin, StopOnDrop, Testnet};
 use serde_json::{json, Value};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -86,9 +86,9 @@ fn n4_full_node_state_syncs_and_a_wiped_validator_block_syncs_back_slow() {
     let accepted = AtomicU64::new(0);
     let started = Instant::now();
     std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
         scope.spawn(|| submit_until(&net, &stop, &accepted));
         net.wait_height(&[0, 1, 2, 3], TARGET_HEIGHT, Duration::from_secs(240));
-        stop.store(true, Ordering::Relaxed);
     });
     let accepted = accepted.load(Ordering::Relaxed);
     assert!(accepted > 1000, "only {accepted} transfers accepted");
@@ -107,7 +107,7 @@ fn n4_full_node_state_syncs_and_a_wiped_validator_block_syncs_back_slow() {
     assert!(
         heights.len() == 2
             && heights[1] >= 300
-            && heights[1] % SNAPSHOT_INTERVAL == 0
+            && heights[1].is_multiple_of(SNAPSHOT_INTERVAL)
             && heights[1] - heights[0] == SNAPSHOT_INTERVAL,
         "node 0 keeps its two newest snapshots, every {SNAPSHOT_INTERVAL} blocks: {heights:?}"
     );
@@ -125,7 +125,7 @@ fn n4_full_node_state_syncs_and_a_wiped_validator_block_syncs_back_slow() {
         .parse()
         .expect("n");
     assert!(
-        earliest > 300 && (earliest - 1) % SNAPSHOT_INTERVAL == 0,
+        earliest > 300 && (earliest - 1).is_multiple_of(SNAPSHOT_INTERVAL),
         "restored from a snapshot (of 300 or later), not replayed from genesis: {earliest}"
     );
     assert!(net.log_of(4).contains("state sync: snapshot restored"));

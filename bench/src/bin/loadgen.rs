@@ -193,7 +193,7 @@ fn run(args: Args) -> Result<(), String> {
             last_committed = committed;
             if tty {
                 eprint!("\r{line}");
-            } else if start.elapsed().as_secs() % 5 == 0 {
+            } else if start.elapsed().as_secs().is_multiple_of(5) {
                 eprintln!("{line}");
             }
             let _ = std::io::stderr().flush();

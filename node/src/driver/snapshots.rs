@@ -34,7 +34,7 @@ impl Driver {
     pub(super) fn maybe_snapshot(&mut self, block: &Block, certificate: &CommitCertificate) {
         let interval = self.shared.config.snapshots.interval_blocks;
         let height = block.header.height;
-        if interval == 0 || height.0 % interval != 0 {
+        if interval == 0 || !height.0.is_multiple_of(interval) {
             return;
         }
         let Some(snapshots) = self.snapshots.as_ref() else { return };

@@ -16,6 +16,17 @@ use std::time::{Duration, Instant};
 use tally_crypto::{ChainId, Keypair};
 use tally_ledger::{Transfer, Tx};
 
+/// Sets its flag when dropped, also while a panic unwinds. Made first thing in a thread
+/// scope whose threads run until the flag is set (a load), it makes a failing assertion in
+/// the scope end the test instead of leaving the scope waiting for those threads forever.
+pub struct StopOnDrop<'a>(pub &'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 pub const SEED: &str = "tally-testnet";
 
 pub struct Node {
