@@ -4,7 +4,7 @@
 //! - `ledger::execute_block/txs=5000`: with signatures already in the verified cache
 //!   (as after mempool admission), execution is a few map updates and ~5,000 x 17 state-tree
 //!   hashes at 1 M accounts (k log n), blake3 at ~0.3 µs each: ~20-40 ms. Cold (signatures
-//!   not cached) it is bounded by batch verification: 5,000 / ~80k sig/s ≈ 60 ms on 2 cores.
+//!   not cached) it is bounded by batch verification: 5,000 / ~170k sig/s ≈ 30 ms on 2 cores.
 //! - `ledger::tx_root/txs=5000`: 2n blake3 of 33-65 bytes ≈ 2-3 ms.
 //! - `ledger::state_root/changed=10000,accounts=1000000`: 10,000 x ~20 levels of blake3 over
 //!   65 bytes ≈ 200k hashes ≈ 60-100 ms on one core.
