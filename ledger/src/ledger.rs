@@ -15,7 +15,8 @@ use crate::select::{select_txs, SelectLimits, SkippedTx};
 use crate::snapshot::SnapshotOffer;
 use crate::state_tree::{AccountProof, StateTree};
 use crate::store::{CommitError, InitGenesisError, OpenError, ReadError, Store};
-use crate::tx::Tx;
+use crate::tx::{Tx, TxHash};
+use crate::tx_index::{index_dir, TxIndex, TxIndexError};
 use crate::validate::{validate_block, BlockError, Expected};
 use std::path::Path;
 use tally_consensus::{BlockHash, CommitCertificate, Height, ValidatorSet};
@@ -39,6 +40,8 @@ pub enum LedgerOpenError {
     InitGenesis(#[from] InitGenesisError),
     #[error("cannot read the store: {0}")]
     Read(#[from] ReadError),
+    #[error("cannot open the tx index: {0}")]
+    TxIndex(#[from] TxIndexError),
     #[error("the store's tip is height {height} but its header is missing")]
     MissingTipHeader { height: Height },
     #[error(
@@ -55,6 +58,8 @@ pub enum LedgerCommitError {
     OutcomeMismatch,
     #[error("store commit failed: {0}")]
     Store(#[from] CommitError),
+    #[error("the block is stored but its txs could not be indexed: {0}")]
+    TxIndex(#[from] TxIndexError),
     #[error("the snapshot's state root {snapshot} is not its header's {header}")]
     SnapshotRoot { snapshot: Hash, header: Hash },
 }
@@ -74,6 +79,7 @@ pub struct BuiltBlock {
 #[derive(Debug)]
 pub struct Ledger {
     store: Store,
+    tx_index: TxIndex,
     genesis: Genesis,
     genesis_hash: Hash,
     validators: ValidatorSet,
@@ -89,7 +95,9 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 impl Ledger {
     /// Opens (or creates) the store at `path` for `genesis`, and rebuilds the state tree from
     /// its accounts; the rebuilt root must match the tip header's state root. A store created
-    /// for another genesis is refused.
+    /// for another genesis is refused. The tx index (in `<path>.txindex`) is brought level
+    /// with the store: blocks it missed (a crash, an upgrade from format version 1) are
+    /// indexed now.
     pub fn open(path: &Path, genesis: Genesis) -> Result<Ledger, LedgerOpenError> {
         Ledger::open_with_cache(path, genesis, DEFAULT_CACHE_BYTES)
     }
@@ -129,8 +137,21 @@ impl Ledger {
                 rebuilt: state.root(),
             });
         }
+        let (tx_index, indexed) = TxIndex::open(&index_dir(path))?.catch_up(&store)?;
+        if indexed > 0 {
+            tracing::info!(blocks = indexed, "indexed the txs of blocks the tx index had missed");
+        }
         let validators_hash = validators.hash();
-        Ok(Ledger { store, genesis, genesis_hash, validators, validators_hash, state, tip })
+        Ok(Ledger {
+            store,
+            tx_index,
+            genesis,
+            genesis_hash,
+            validators,
+            validators_hash,
+            state,
+            tip,
+        })
     }
 
     pub fn genesis(&self) -> &Genesis {
@@ -152,6 +173,20 @@ impl Ledger {
     /// The store, for queries (blocks, certificates, txs).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// A committed tx by hash, with its height and position in the block.
+    pub fn tx(&self, hash: &TxHash) -> Result<Option<(Height, u32, Tx)>, TxIndexError> {
+        let Some((height, position)) = self.tx_index.get(hash)? else { return Ok(None) };
+        match self.store.tx_at(height, position)? {
+            Some(tx) if tx.hash() == *hash => Ok(Some((height, position, tx))),
+            // Blocks below a restored snapshot's height are not kept; a location that names
+            // another tx is damage, reported as such.
+            Some(_) => Err(TxIndexError::Corrupt(format!(
+                "tx {hash} is indexed at height {height} position {position}, which holds another tx"
+            ))),
+            None => Ok(None),
+        }
     }
 
     /// The state after the tip. Clone it (O(1)) to read outside the node's lock.
@@ -314,6 +349,7 @@ impl Ledger {
             return Err(LedgerCommitError::OutcomeMismatch);
         }
         self.store.commit_block(block, certificate, &outcome.changes)?;
+        self.tx_index.index_block(block.header.height, &block.hash(), &outcome.tx_hashes)?;
         Ok(())
     }
 

@@ -6,7 +6,8 @@
 //!   sparse Merkle tree of accounts ([`StateTree`], [`AccountProof`]).
 //! - Execution: deterministic transfers ([`execute_block`], [`check_tx_against`]) and the
 //!   proposer's tx selection ([`select_txs`]).
-//! - Storage: [`Store`], a redb database; byte layout in docs/ledger-format.md.
+//! - Storage: [`Store`], a redb database; byte layout in docs/ledger-format.md. The tx index
+//!   by hash sits beside it in an LSM tree ([`tx_index`]).
 //! - Snapshots: the account state at a height, chunked, with a certified manifest
 //!   ([`snapshot`]), kept on disk ([`SnapshotDir`]) and restored by state sync.
 //! - [`Ledger`]: the store, the state tree and the genesis together, for the node.
@@ -26,6 +27,7 @@ pub mod snapshot;
 pub mod state_tree;
 pub mod store;
 mod tx;
+pub mod tx_index;
 pub mod tx_merkle;
 mod validate;
 
@@ -49,6 +51,7 @@ pub use snapshot::{verify_offer, Manifest, Restore, SnapshotError, SnapshotOffer
 pub use state_tree::{AccountProof, AccountProofError, OtherLeaf, StateTree};
 pub use store::{Store, FORMAT_VERSION};
 pub use tx::{StatelessError, Transfer, Tx, TxHash};
+pub use tx_index::{TxIndex, TxIndexError};
 pub use tx_merkle::{tx_proof, tx_root, ProofError, TxProof};
 pub use validate::BlockError;
 

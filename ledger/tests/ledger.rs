@@ -116,7 +116,7 @@ fn proofs_from_the_ledger_verify_against_the_committed_header() {
     assert_eq!(proof.verify(&header.state_root, &user(99).public(), None), Ok(()));
     let stored = n.ledger.store().block(Height(1)).unwrap().unwrap();
     let tx = some_txs()[1];
-    let (_, position, _) = n.ledger.store().tx(&tx.hash()).unwrap().unwrap();
+    let (_, position, _) = n.ledger.tx(&tx.hash()).unwrap().unwrap();
     let tx_proof = stored.tx_proof(position).unwrap();
     assert_eq!(header.verify_tx_proof(&tx_proof, &tx.hash()), Ok(()));
 }

@@ -446,7 +446,7 @@ impl Shared {
 
     pub fn store_tx(&self, hash: TxHash, prove: bool) -> anyhow::Result<Option<FoundTx>> {
         let ledger = self.ledger.read();
-        let Some((height, index, tx)) = ledger.store().tx(&hash)? else { return Ok(None) };
+        let Some((height, index, tx)) = ledger.tx(&hash)? else { return Ok(None) };
         let proof = if prove {
             let block = ledger
                 .store()

@@ -3,25 +3,24 @@
 use super::error::CommitError;
 use super::read::{chain_id_in, genesis_hash_in, tip_in};
 use super::tables::{
-    encode_tip, height_key, tx_location, tx_location_parts, ACCOUNTS, BLOCKS, BLOCK_HEIGHTS,
-    CERTIFICATES, HEADERS, META, META_TIP, TX_INDEX,
+    encode_tip, height_key, ACCOUNTS, BLOCKS, BLOCK_HEIGHTS, CERTIFICATES, HEADERS, META, META_TIP,
 };
 use super::Store;
 use crate::account::Account;
 use crate::block::Block;
 use crate::codec::encode;
-use crate::tx::Tx;
 use redb::WriteTransaction;
 use std::collections::BTreeMap;
 use tally_consensus::{BlockHash, CommitCertificate, Height};
 use tally_crypto::PublicKey;
 
 impl Store {
-    /// Appends `block` with its certificate, its tx index entries and the account `changes`
-    /// its execution produced, in one durable write transaction. Checks first that the block
-    /// extends the tip (height and parent), is for this chain, and that the certificate is
-    /// for this block; a tx already in the index aborts the whole commit. The caller has
-    /// validated the block and computed `changes` (see [`crate::Ledger::commit`]).
+    /// Appends `block` with its certificate and the account `changes` its execution
+    /// produced, in one durable write transaction. Checks first that the block extends the
+    /// tip (height and parent), is for this chain, and that the certificate is for this
+    /// block. The caller has validated the block and computed `changes` (see
+    /// [`crate::Ledger::commit`]); execution is what keeps a tx from being committed twice
+    /// (its nonce is spent). The tx index is not here: see [`crate::tx_index`].
     pub fn commit_block(
         &self,
         block: &Block,
@@ -109,42 +108,10 @@ fn write_block(
     txn.open_table(HEADERS)?.insert(key, encode(&block.header).as_slice())?;
     txn.open_table(BLOCK_HEIGHTS)?.insert(hash.0 .0, key)?;
     txn.open_table(CERTIFICATES)?.insert(key, encode(certificate).as_slice())?;
-    index_txs(txn, height, &block.txs)?;
     let mut accounts = txn.open_table(ACCOUNTS)?;
     for (public_key, account) in changes {
         accounts.insert(public_key.0, encode(account).as_slice())?;
     }
     txn.open_table(META)?.insert(META_TIP, encode_tip(height, &hash).as_slice())?;
-    Ok(())
-}
-
-/// Adds each tx to the index; a tx hash already present (in an earlier block or earlier in
-/// this one) is an error, which aborts the transaction. The entries go in in key order: tx
-/// hashes are random, and consecutive inserts into the same B-tree leaf cost much less than
-/// a jump to a random leaf for each (`cargo bench -p tally-bench --bench ledger --
-/// store_commit`).
-fn index_txs(txn: &WriteTransaction, height: Height, txs: &[Tx]) -> Result<(), CommitError> {
-    let mut entries: Vec<([u8; 32], u32)> = txs
-        .iter()
-        .enumerate()
-        .map(|(position, tx)| {
-            (tx.hash().0 .0, u32::try_from(position).expect("a block's tx count is a u32"))
-        })
-        .collect();
-    // Equal hashes keep their block order, so a duplicate within the block is reported at
-    // its second position, pointing at the first.
-    entries.sort_unstable();
-    let mut index = txn.open_table(TX_INDEX)?;
-    for (hash, position) in entries {
-        let previous = index.insert(hash, tx_location(height, position))?;
-        if let Some(previous) = previous {
-            let (height, index) = tx_location_parts(previous.value());
-            return Err(CommitError::DuplicateTx {
-                tx_hash: crate::tx::TxHash(tally_crypto::Hash(hash)),
-                height,
-                index,
-            });
-        }
-    }
     Ok(())
 }

@@ -64,8 +64,6 @@ pub enum CommitError {
     },
     #[error("the store already holds blocks up to height {tip}; a snapshot installs only into an empty store")]
     NotEmpty { tip: tally_consensus::Height },
-    #[error("tx {tx_hash} is already in the ledger at height {height}, position {index}")]
-    DuplicateTx { tx_hash: crate::TxHash, height: tally_consensus::Height, index: u32 },
 }
 
 /// redb returns a different error type from each call; all of them fit in `redb::Error`.

@@ -1,9 +1,9 @@
-//! The ledger's redb store: blocks, headers, commit certificates, the tx index, accounts and
-//! metadata, in one database file. Byte layout: [`tables`] and docs/ledger-format.md.
+//! The ledger's redb store: blocks, headers, commit certificates, accounts and metadata, in
+//! one database file (the tx index is kept beside it: [`crate::tx_index`]). Byte layout: [`tables`] and docs/ledger-format.md.
 //!
 //! Every committed block is written in one durable write transaction (redb's default
 //! `Durability::Immediate` fsyncs on commit), so after a crash the store holds either the
-//! whole block, with its certificate, index entries and account changes, or none of it. A
+//! whole block, with its certificate and account changes, or none of it. A
 //! commit that fails a check midway aborts its transaction and leaves nothing behind.
 
 mod commit;
@@ -20,8 +20,8 @@ use crate::genesis::Genesis;
 use redb::{Database, ReadableTable, StorageBackend, WriteTransaction};
 use std::path::Path;
 use tables::{
-    decode_hash, decode_u32_be, ACCOUNTS, BLOCKS, BLOCK_HEIGHTS, CERTIFICATES, HEADERS, META,
-    META_CHAIN_ID, META_FORMAT_VERSION, META_GENESIS_HASH, TX_INDEX,
+    decode_hash, decode_u32_be, ACCOUNTS, BLOCKS, BLOCK_HEIGHTS, CERTIFICATES, HEADERS,
+    LEGACY_TX_INDEX, META, META_CHAIN_ID, META_FORMAT_VERSION, META_GENESIS_HASH,
 };
 
 /// The database of one node. `Send + Sync`; every method takes `&self` and runs in its own
@@ -54,7 +54,8 @@ impl Store {
         Store::init(Database::builder().create_with_backend(backend)?)
     }
 
-    /// Creates the tables and checks or writes the format version.
+    /// Creates the tables and checks or writes the format version. A version-1 store is
+    /// upgraded: its tx index table is deleted (the ledger rebuilds the index outside redb).
     fn init(db: Database) -> Result<Store, OpenError> {
         let txn = db.begin_write()?;
         create_tables(&txn)?;
@@ -65,6 +66,10 @@ impl Store {
                 None => None,
             };
             match found {
+                Some(1) => {
+                    txn.delete_table(LEGACY_TX_INDEX)?;
+                    meta.insert(META_FORMAT_VERSION, FORMAT_VERSION.to_be_bytes().as_slice())?;
+                }
                 Some(found) if found != FORMAT_VERSION => {
                     return Err(OpenError::FormatVersion { found, supported: FORMAT_VERSION });
                 }
@@ -115,7 +120,6 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(HEADERS)?;
     txn.open_table(BLOCK_HEIGHTS)?;
     txn.open_table(CERTIFICATES)?;
-    txn.open_table(TX_INDEX)?;
     txn.open_table(ACCOUNTS)?;
     Ok(())
 }

@@ -2,15 +2,14 @@
 
 use super::error::{Corrupt, ReadError};
 use super::tables::{
-    decode_account, decode_hash, decode_row, decode_tip, height_from_key, height_key,
-    tx_location_parts, ACCOUNTS, BLOCKS, BLOCK_HEIGHTS, CERTIFICATES, HEADERS, META, META_CHAIN_ID,
-    META_GENESIS_HASH, META_TIP, TX_INDEX,
+    decode_account, decode_hash, decode_row, decode_tip, height_from_key, height_key, ACCOUNTS,
+    BLOCKS, BLOCK_HEIGHTS, CERTIFICATES, HEADERS, META, META_CHAIN_ID, META_GENESIS_HASH, META_TIP,
 };
 use super::Store;
 use crate::account::Account;
 use crate::block::{Block, Header};
 use crate::limits::TX_BYTES;
-use crate::tx::{Tx, TxHash};
+use crate::tx::Tx;
 use borsh::BorshDeserialize;
 use redb::ReadableTable;
 use tally_consensus::{BlockHash, CommitCertificate, Height};
@@ -121,29 +120,14 @@ impl Store {
         Ok(row.map(|v| decode_row("certificates", v.value())).transpose()?)
     }
 
-    /// Where a tx was included: height and position in the block.
-    pub fn tx_location(&self, tx_hash: &TxHash) -> Result<Option<(Height, u32)>, ReadError> {
-        let table = self.db.begin_read()?.open_table(TX_INDEX)?;
-        let row = table.get(tx_hash.0 .0)?;
-        Ok(row.map(|v| tx_location_parts(v.value())))
-    }
-
-    /// A committed tx with its height and position. Reads the tx straight out of the block's
-    /// bytes (txs are fixed-width) instead of decoding the whole block.
-    pub fn tx(&self, tx_hash: &TxHash) -> Result<Option<(Height, u32, Tx)>, ReadError> {
-        let txn = self.db.begin_read()?;
-        let index = txn.open_table(TX_INDEX)?;
-        let Some((height, position)) =
-            index.get(tx_hash.0 .0)?.map(|v| tx_location_parts(v.value()))
-        else {
-            return Ok(None);
-        };
-        let blocks = txn.open_table(BLOCKS)?;
-        let row = blocks
-            .get(height_key(height))?
-            .ok_or_else(|| Corrupt::new("tx_index", "indexed block missing"))?;
-        let tx = tx_at(row.value(), position)?;
-        Ok(Some((height, position, tx)))
+    /// Tx `position` of the block at `height`, if the store holds that block and it has that
+    /// many txs. Reads the tx straight out of the block's bytes (txs are fixed-width) instead
+    /// of decoding the whole block. Finding a tx by hash is the tx index's job
+    /// ([`crate::Ledger::tx`]).
+    pub fn tx_at(&self, height: Height, position: u32) -> Result<Option<Tx>, ReadError> {
+        let table = self.db.begin_read()?.open_table(BLOCKS)?;
+        let Some(row) = table.get(height_key(height))? else { return Ok(None) };
+        Ok(tx_at(row.value(), position)?)
     }
 
     /// The account's state; the default (zero) for an account the ledger never saw.
@@ -160,18 +144,18 @@ impl Store {
     }
 }
 
-/// Tx `position` of an encoded block: skip the header and the u32 count, then index into the
-/// fixed-width txs.
-fn tx_at(block_bytes: &[u8], position: u32) -> Result<Tx, Corrupt> {
+/// Tx `position` of an encoded block (`None` past its last tx): skip the header and the u32
+/// count, then index into the fixed-width txs.
+fn tx_at(block_bytes: &[u8], position: u32) -> Result<Option<Tx>, Corrupt> {
     let corrupt = |reason: &str| Corrupt::new("blocks", reason);
     let mut rest = block_bytes;
     Header::deserialize(&mut rest).map_err(|e| Corrupt::new("blocks", e.to_string()))?;
     let count = u32::deserialize(&mut rest).map_err(|e| Corrupt::new("blocks", e.to_string()))?;
     if position >= count {
-        return Err(corrupt("tx position beyond the block's tx count"));
+        return Ok(None);
     }
     let start = usize::try_from(position).map_err(|_| corrupt("tx position"))? * TX_BYTES;
     let bytes =
         rest.get(start..start + TX_BYTES).ok_or_else(|| corrupt("block shorter than its txs"))?;
-    decode_row("blocks", bytes)
+    decode_row("blocks", bytes).map(Some)
 }

@@ -11,8 +11,9 @@ use redb::TableDefinition;
 use tally_consensus::{BlockHash, Height};
 use tally_crypto::Hash;
 
-/// Version of the layout below. A store with another version is refused at open.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the layout below. A store with another version is refused at open, except
+/// version 1, which [`super::Store::open`] upgrades in place (see [`LEGACY_TX_INDEX`]).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// meta: small named values; see the `META_*` keys.
 pub(crate) const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
@@ -26,8 +27,10 @@ pub(crate) const BLOCK_HEIGHTS: TableDefinition<'_, [u8; 32], [u8; 8]> =
 /// certificates: height (u64 BE) -> borsh(CommitCertificate).
 pub(crate) const CERTIFICATES: TableDefinition<'_, [u8; 8], &[u8]> =
     TableDefinition::new("certificates");
-/// tx_index: tx hash (32 bytes) -> height (u64 BE) || position in the block (u32 BE).
-pub(crate) const TX_INDEX: TableDefinition<'_, [u8; 32], [u8; 12]> =
+/// tx_index, format version 1 only: tx hash (32 bytes) -> height (u64 BE) || position
+/// (u32 BE). Version 2 keeps the tx index outside redb ([`crate::tx_index`]); opening a
+/// version-1 store deletes this table, and the ledger rebuilds the index from the blocks.
+pub(crate) const LEGACY_TX_INDEX: TableDefinition<'_, [u8; 32], [u8; 12]> =
     TableDefinition::new("tx_index");
 /// accounts: public key (32 bytes) -> borsh(Account) (16 bytes).
 pub(crate) const ACCOUNTS: TableDefinition<'_, [u8; 32], &[u8]> = TableDefinition::new("accounts");
@@ -52,21 +55,6 @@ pub(crate) fn height_key(height: Height) -> [u8; 8] {
 
 pub(crate) fn height_from_key(key: [u8; 8]) -> Height {
     Height(u64::from_be_bytes(key))
-}
-
-pub(crate) fn tx_location(height: Height, index: u32) -> [u8; 12] {
-    let mut out = [0u8; 12];
-    out[..8].copy_from_slice(&height.0.to_be_bytes());
-    out[8..].copy_from_slice(&index.to_be_bytes());
-    out
-}
-
-pub(crate) fn tx_location_parts(value: [u8; 12]) -> (Height, u32) {
-    let mut height = [0u8; 8];
-    height.copy_from_slice(&value[..8]);
-    let mut index = [0u8; 4];
-    index.copy_from_slice(&value[8..]);
-    (Height(u64::from_be_bytes(height)), u32::from_be_bytes(index))
 }
 
 pub(crate) fn encode_tip(height: Height, hash: &BlockHash) -> [u8; 40] {
@@ -117,9 +105,6 @@ mod tests {
     fn keys_are_big_endian_and_round_trip() {
         assert_eq!(height_key(Height(0x0102)), [0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(height_from_key(height_key(Height(77))), Height(77));
-        let loc = tx_location(Height(3), 0x0a0b);
-        assert_eq!(loc, [0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0x0a, 0x0b]);
-        assert_eq!(tx_location_parts(loc), (Height(3), 0x0a0b));
         let hash = BlockHash(Hash::digest(b"b"));
         assert_eq!(decode_tip(&encode_tip(Height(9), &hash)), Ok((Height(9), hash)));
         assert!(decode_tip(&[0; 39]).is_err());
