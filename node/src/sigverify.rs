@@ -6,8 +6,8 @@
 //! next), and large batches are where batch verification pays: a multiscalar multiplication
 //! of 2n+1 points switches from Straus to Pippenger near n = 95 signatures, and batches of
 //! 1,024 verify about 25% more signatures per second than batches of 64
-//! (`cargo bench -p tally-bench --bench crypto -- verify_many`). When a node is idle a
-//! batch is just what one caller sent, so nothing waits for company.
+//! (`cargo bench -p tally-bench --bench crypto -- verify_many`). A batch of fewer than
+//! `LINGER_BELOW` signatures waits up to `LINGER` (3 ms) for more callers before it goes.
 
 use crate::metrics::SignatureBatches;
 use std::sync::mpsc;
@@ -19,6 +19,12 @@ use tokio::sync::oneshot;
 /// Signatures verified in one go at most; more waits for the next batch. Large enough for
 /// Pippenger's gain, small enough that a caller behind a batch waits tens of milliseconds.
 const COMBINED_SIGNATURES_MAX: usize = 8192;
+/// A batch smaller than this waits up to `LINGER` for more jobs before it is verified.
+/// Under load, what arrives in that time makes the batch cheaper per signature (see
+/// `tally_crypto::Verifier::verify_many`); an idle node adds at most `LINGER` to a submission,
+/// next to block intervals of hundreds of milliseconds.
+const LINGER_BELOW: usize = 1024;
+const LINGER: std::time::Duration = std::time::Duration::from_millis(3);
 
 /// One signature, owned: the exact signed bytes ([`tally_ledger::Tx::signing_bytes`]).
 pub struct OwnedItem {
@@ -88,8 +94,18 @@ fn run(verifier: &Verifier, metrics: &SignatureBatches, rx: mpsc::Receiver<Job>)
         };
         let mut total = first.items.len();
         let mut jobs = vec![first];
+        let linger_until = Instant::now() + LINGER;
         while total < COMBINED_SIGNATURES_MAX {
-            match rx.try_recv() {
+            // A small batch waits a moment for company; a large one goes at once.
+            let next = if total < LINGER_BELOW {
+                match linger_until.checked_duration_since(Instant::now()) {
+                    Some(left) => rx.recv_timeout(left).map_err(|_| ()),
+                    None => rx.try_recv().map_err(|_| ()),
+                }
+            } else {
+                rx.try_recv().map_err(|_| ())
+            };
+            match next {
                 Ok(job) if total + job.items.len() > COMBINED_SIGNATURES_MAX => {
                     carried = Some(job);
                     break;
