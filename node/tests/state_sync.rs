@@ -89,6 +89,12 @@ fn n4_full_node_state_syncs_and_a_wiped_validator_block_syncs_back_slow() {
         let _stop = StopOnDrop(&stop);
         scope.spawn(|| submit_until(&net, &stop, &accepted));
         net.wait_height(&[0, 1, 2, 3], TARGET_HEIGHT, Duration::from_secs(240));
+        // Blocks can come faster than the senders fill them: keep the load on until enough
+        // transfers are in, so the snapshots and block sync carry real state.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while accepted.load(Ordering::Relaxed) <= 1000 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     });
     let accepted = accepted.load(Ordering::Relaxed);
     assert!(accepted > 1000, "only {accepted} transfers accepted");
