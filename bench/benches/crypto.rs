@@ -6,7 +6,8 @@
 //! (one multiscalar multiplication of 2n+1 points, Pippenger's method from n ≈ 190 on),
 //! less well at small n, where each signature's fixed costs (decompressing R, SHA-512) weigh
 //! more. `verify_many` splits its input evenly over rayon's two threads in batches of at
-//! most 1,024, so n = 1,024 runs two batches of 512 and n = 4,096 four of 1,024: the latter
+//! least 256 and at most 1,024, so n <= 256 runs as one batch on one thread (the one-thread
+//! figure), n = 1,024 as two batches of 512 and n = 4,096 as four of 1,024: the latter
 //! should approach twice the one-thread rate, about 200,000 signatures/s, the figure
 //! ed25519-dalek's own `verify_batch` reaches on this machine. Keys are parsed before the
 //! timing, as a node's key cache holds the keys of active accounts. Signing about 15 µs;
