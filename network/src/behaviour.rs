@@ -69,6 +69,24 @@ pub enum BehaviourError {
     Gossipsub(String),
 }
 
+/// A gossip message's id: blake3 of its publisher, its sequence number and its data. Each
+/// publish is its own message, so a validator's rebroadcast of a vote or proposal that peers
+/// missed gets through. With an id of the data alone it did not: gossipsub refuses to publish
+/// an id still in its duplicate cache, and that cache only drops expired ids when new ones
+/// arrive, so on a stalled network (nothing new arriving) the rebroadcasts that were to
+/// unstall it were refused forever (seen: a four-validator testnet that never committed
+/// height 1). A relayed copy keeps its publisher and sequence number, so gossip still
+/// delivers each publish once; the same data published twice is told apart by the
+/// application (the mempool and the consensus core both drop what they already hold).
+fn message_id(message: &gossipsub::Message) -> gossipsub::MessageId {
+    let source = message.source.map(|p| p.to_bytes()).unwrap_or_default();
+    let seqno = message.sequence_number.unwrap_or(0).to_be_bytes();
+    let len = (source.len() as u64).to_be_bytes();
+    gossipsub::MessageId::new(
+        Hash::digest_parts(&[&len, &source, &seqno, &message.data]).as_bytes(),
+    )
+}
+
 fn gossip_config(config: &NetworkConfig) -> Result<gossipsub::Config, BehaviourError> {
     gossipsub::ConfigBuilder::default()
         .mesh_n(3)
@@ -85,9 +103,7 @@ fn gossip_config(config: &NetworkConfig) -> Result<gossipsub::Config, BehaviourE
         .max_transmit_size(config.gossip_bytes_max + GOSSIP_FRAMING_BYTES)
         .validate_messages()
         .validation_mode(gossipsub::ValidationMode::Strict)
-        .message_id_fn(|message: &gossipsub::Message| {
-            gossipsub::MessageId::new(Hash::digest(&message.data).as_bytes())
-        })
+        .message_id_fn(message_id)
         .build()
         .map_err(|e| BehaviourError::GossipConfig(e.to_string()))
 }
@@ -143,4 +159,29 @@ fn connection_limits(config: &NetworkConfig) -> connection_limits::ConnectionLim
         .with_max_established(Some(peers.saturating_mul(2)))
         .with_max_pending_incoming(Some(peers))
         .with_max_pending_outgoing(Some(peers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(source: Option<libp2p::PeerId>, seqno: u64, data: &[u8]) -> gossipsub::Message {
+        gossipsub::Message {
+            source,
+            data: data.to_vec(),
+            sequence_number: Some(seqno),
+            topic: gossipsub::IdentTopic::new("t").hash(),
+        }
+    }
+
+    #[test]
+    fn a_republished_message_gets_a_new_id() {
+        let peer = identity::Keypair::generate_ed25519().public().to_peer_id();
+        let other = identity::Keypair::generate_ed25519().public().to_peer_id();
+        let first = message_id(&message(Some(peer), 1, b"vote"));
+        assert_eq!(first, message_id(&message(Some(peer), 1, b"vote")), "a relayed copy");
+        assert_ne!(first, message_id(&message(Some(peer), 2, b"vote")), "a rebroadcast");
+        assert_ne!(first, message_id(&message(Some(other), 1, b"vote")));
+        assert_ne!(first, message_id(&message(Some(peer), 1, b"other")));
+    }
 }
