@@ -78,7 +78,8 @@ impl Verifier {
     }
 
     /// Verifies every item, in batches spread over rayon's threads (at least
-    /// `PARALLEL_CHUNK_MIN` signatures per thread); the result at index i is item i's verdict. Items found in the verified-signature cache are not verified again.
+    /// `PARALLEL_CHUNK_MIN` signatures per thread); the result at index i is item i's
+    /// verdict. Items found in the verified-signature cache are not verified again.
     pub fn verify_many(&self, items: &[SignedItem<'_>]) -> Vec<Result<(), VerifyError>> {
         let mut out = vec![Ok(()); items.len()];
         let chunks = (items.len() / PARALLEL_CHUNK_MIN).clamp(1, rayon::current_num_threads());

@@ -180,11 +180,11 @@ impl Ledger {
         let Some((height, position)) = self.tx_index.get(hash)? else { return Ok(None) };
         match self.store.tx_at(height, position)? {
             Some(tx) if tx.hash() == *hash => Ok(Some((height, position, tx))),
-            // Blocks below a restored snapshot's height are not kept; a location that names
-            // another tx is damage, reported as such.
+            // A location that names another tx is damage, reported as such.
             Some(_) => Err(TxIndexError::Corrupt(format!(
                 "tx {hash} is indexed at height {height} position {position}, which holds another tx"
             ))),
+            // The block is not held (below a restored snapshot's height).
             None => Ok(None),
         }
     }

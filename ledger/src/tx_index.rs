@@ -17,12 +17,11 @@
 //! restore) makes the ledger drop the index and rebuild it from the store's blocks.
 
 use crate::block::Block;
-use crate::store::{ReadError, Store};
+use crate::store::{decode_tip, encode_tip, ReadError, Store};
 use crate::tx::TxHash;
 use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle};
 use std::path::{Path, PathBuf};
 use tally_consensus::{BlockHash, Height};
-use tally_crypto::Hash;
 
 /// The journal and memtable bound: what is written before a flush to a sorted file.
 const WRITE_BUFFER_BYTES: u64 = 16 << 20;
@@ -30,7 +29,8 @@ const WRITE_BUFFER_BYTES: u64 = 16 << 20;
 const JOURNAL_BYTES_MAX: u64 = 64 << 20;
 /// Block cache for lookups (queries by hash are rare next to inserts).
 const CACHE_BYTES: u64 = 8 << 20;
-/// The marker's key in the `meta` partition: height (u64 BE) || block hash (32 bytes).
+/// The marker's key in the `meta` partition: height (u64 BE) || block hash (32 bytes), the
+/// encoding of the store's `meta.tip`.
 const MARKER: &[u8] = b"indexed";
 
 #[derive(Debug, thiserror::Error)]
@@ -92,15 +92,8 @@ impl TxIndex {
     /// The last block indexed, if any.
     pub fn marker(&self) -> Result<Option<(Height, BlockHash)>, TxIndexError> {
         let Some(value) = self.meta.get(MARKER)? else { return Ok(None) };
-        let bytes: &[u8; 40] = value
-            .as_ref()
-            .try_into()
-            .map_err(|_| TxIndexError::Corrupt("marker is not 40 bytes".into()))?;
-        let mut height = [0u8; 8];
-        height.copy_from_slice(&bytes[..8]);
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(&bytes[8..]);
-        Ok(Some((Height(u64::from_be_bytes(height)), BlockHash(Hash(hash)))))
+        let marker = decode_tip(&value).map_err(|e| TxIndexError::Corrupt(e.to_string()))?;
+        Ok(Some(marker))
     }
 
     /// Indexes the txs of the block `height` (hash `block_hash`), whose tx hashes in block
@@ -116,10 +109,7 @@ impl TxIndex {
             let position = u32::try_from(position).expect("a block's tx count is a u32");
             batch.insert(&self.txs, hash.0 .0, location(height, position));
         }
-        let mut marker = [0u8; 40];
-        marker[..8].copy_from_slice(&height.0.to_be_bytes());
-        marker[8..].copy_from_slice(block_hash.0.as_bytes());
-        batch.insert(&self.meta, MARKER, marker);
+        batch.insert(&self.meta, MARKER, encode_tip(height, block_hash));
         batch.commit()?;
         Ok(())
     }
@@ -203,6 +193,7 @@ fn location_parts(value: [u8; 12]) -> (Height, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tally_crypto::Hash;
 
     fn hash(i: u64) -> TxHash {
         TxHash(Hash::digest(&i.to_le_bytes()))

@@ -6,7 +6,7 @@ mod common;
 
 use common::{certificate, genesis, transfer, user, validator, verifier, GENESIS_TIME_MS};
 use redb::TableHandle;
-use std::path::Path;
+use std::path::PathBuf;
 use tally_consensus::Height;
 use tally_crypto::Hash;
 use tally_ledger::{tx_index, Block, Genesis, Ledger, Store, Tx, TxHash};
@@ -39,21 +39,34 @@ fn assert_all_found(ledger: &Ledger, txs: &[Tx]) {
     assert_eq!(ledger.tx(&TxHash(Hash::digest(b"never sent"))).expect("lookup"), None);
 }
 
-fn open(path: &Path, g: &Genesis) -> Ledger {
-    Ledger::open(path, g.clone()).expect("ledger opens")
+/// A ledger path in a temp dir, and the genesis to open it with.
+struct Chain {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    genesis: Genesis,
+}
+
+impl Chain {
+    fn new() -> Chain {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ledger.redb");
+        Chain { _dir: dir, path, genesis: genesis(3) }
+    }
+
+    fn open(&self) -> Ledger {
+        Ledger::open(&self.path, self.genesis.clone()).expect("ledger opens")
+    }
 }
 
 #[test]
 fn committed_txs_are_found_by_hash_before_and_after_a_restart() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("ledger.redb");
-    let g = genesis(3);
-    let mut ledger = open(&path, &g);
+    let c = Chain::new();
+    let mut ledger = c.open();
     let txs = commit_blocks(&mut ledger, 3);
     assert_all_found(&ledger, &txs);
     drop(ledger);
-    assert!(tx_index::index_dir(&path).is_dir());
-    assert_all_found(&open(&path, &g), &txs);
+    assert!(tx_index::index_dir(&c.path).is_dir());
+    assert_all_found(&c.open(), &txs);
 }
 
 /// The index is written after the block's redb transaction: a crash between the two leaves
@@ -61,10 +74,8 @@ fn committed_txs_are_found_by_hash_before_and_after_a_restart() {
 /// straight to the store, as a crash after its commit would leave it.
 #[test]
 fn an_index_behind_the_store_catches_up_at_open() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("ledger.redb");
-    let g = genesis(3);
-    let mut ledger = open(&path, &g);
+    let c = Chain::new();
+    let mut ledger = c.open();
     let mut txs = commit_blocks(&mut ledger, 2);
     let extra = vec![
         transfer(&user(0), user(1).public(), 1, 4),
@@ -74,52 +85,48 @@ fn an_index_behind_the_store_catches_up_at_open() {
         ledger.build_block(&extra, GENESIS_TIME_MS + 9000, validator(0).public(), &verifier());
     drop(ledger);
     {
-        let store = Store::open(&path).expect("store opens");
+        let store = Store::open(&c.path).expect("store opens");
         let cert = certificate(built.block.height(), built.block.hash());
         store.commit_block(&built.block, &cert, &built.outcome.changes).expect("commit");
     }
     txs.extend(extra);
-    assert_all_found(&open(&path, &g), &txs);
+    assert_all_found(&c.open(), &txs);
 }
 
 /// An index left by another store at the same path (the store was deleted and the chain
 /// started again, or restored from a snapshot) is dropped and rebuilt, not trusted.
 #[test]
 fn an_index_of_another_store_is_rebuilt() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("ledger.redb");
-    let g = genesis(3);
-    let mut ledger = open(&path, &g);
+    let c = Chain::new();
+    let mut ledger = c.open();
     let old = commit_blocks(&mut ledger, 4);
     drop(ledger);
-    std::fs::remove_file(&path).expect("delete the store, keep the index");
-    let mut ledger = open(&path, &g);
+    std::fs::remove_file(&c.path).expect("delete the store, keep the index");
+    let mut ledger = c.open();
     for tx in &old {
         assert_eq!(ledger.tx(&tx.hash()).expect("lookup"), None, "an entry of the old store");
     }
     // The new chain has other block times, so other block hashes at the same heights.
-    let nonce_free = vec![transfer(&user(1), user(2).public(), 7, 0)];
+    let fresh = vec![transfer(&user(1), user(2).public(), 7, 0)];
     let time = GENESIS_TIME_MS + 123;
-    let built = ledger.build_block(&nonce_free, time, validator(0).public(), &verifier());
+    let built = ledger.build_block(&fresh, time, validator(0).public(), &verifier());
     let cert = certificate(built.block.height(), built.block.hash());
     ledger.commit(&built.block, &cert, built.outcome).expect("commit");
-    let found = ledger.tx(&nonce_free[0].hash()).expect("lookup");
-    assert_eq!(found, Some((Height(1), 0, nonce_free[0])));
+    let found = ledger.tx(&fresh[0].hash()).expect("lookup");
+    assert_eq!(found, Some((Height(1), 0, fresh[0])));
 }
 
 /// Format version 1 kept the index in a redb table. Opening such a store drops the table,
 /// moves the store to version 2 and indexes every block into the new index.
 #[test]
 fn a_format_1_store_is_upgraded_and_indexed() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("ledger.redb");
-    let g = genesis(3);
-    let mut ledger = open(&path, &g);
+    let c = Chain::new();
+    let mut ledger = c.open();
     let txs = commit_blocks(&mut ledger, 3);
     drop(ledger);
-    std::fs::remove_dir_all(tx_index::index_dir(&path)).expect("no index yet in format 1");
+    std::fs::remove_dir_all(tx_index::index_dir(&c.path)).expect("no index yet in format 1");
     {
-        let db = redb::Database::create(&path).expect("redb opens");
+        let db = redb::Database::create(&c.path).expect("redb opens");
         let txn = db.begin_write().expect("write");
         {
             let meta: redb::TableDefinition<'_, &str, &[u8]> = redb::TableDefinition::new("meta");
@@ -131,12 +138,12 @@ fn a_format_1_store_is_upgraded_and_indexed() {
         }
         txn.commit().expect("commit");
     }
-    let ledger = open(&path, &g);
+    let ledger = c.open();
     assert_all_found(&ledger, &txs);
     let block: Block = ledger.store().block(Height(3)).expect("read").expect("block 3");
     assert_eq!(block.txs.len(), 2);
     drop(ledger);
-    let db = redb::Database::create(&path).expect("redb opens");
+    let db = redb::Database::create(&c.path).expect("redb opens");
     let txn = db.begin_read().expect("read");
     let tables: Vec<String> =
         txn.list_tables().expect("tables").map(|t| t.name().to_string()).collect();

@@ -1,5 +1,6 @@
 //! The ledger's redb store: blocks, headers, commit certificates, accounts and metadata, in
-//! one database file (the tx index is kept beside it: [`crate::tx_index`]). Byte layout: [`tables`] and docs/ledger-format.md.
+//! one database file (the tx index is kept beside it: [`crate::tx_index`]). Byte layout:
+//! [`tables`] and docs/ledger-format.md.
 //!
 //! Every committed block is written in one durable write transaction (redb's default
 //! `Durability::Immediate` fsyncs on commit), so after a crash the store holds either the
@@ -15,6 +16,8 @@ mod tables;
 pub use error::{CommitError, Corrupt, InitGenesisError, OpenError, ReadError};
 pub use read::AccountsIter;
 pub use tables::FORMAT_VERSION;
+/// The (height, block hash) encoding of `meta.tip`, which the tx index's marker shares.
+pub(crate) use tables::{decode_tip, encode_tip};
 
 use crate::genesis::Genesis;
 use redb::{Database, ReadableTable, StorageBackend, WriteTransaction};
