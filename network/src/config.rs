@@ -27,7 +27,7 @@ pub enum GossipValidation {
     /// signatures afterwards and needs not report.
     OnDecode,
     /// The network forwards a message only after the node calls
-    /// [`crate::NetworkHandle::report_validation`] with `accepted = true`. The node must
+    /// [`crate::NetworkHandle::report_validation`] with [`crate::Verdict::Accept`]. The node must
     /// report within about `gossip_heartbeat * gossip_history_length` (gossipsub keeps the
     /// message that long), or the message is never forwarded (it is still delivered).
     ByNode,

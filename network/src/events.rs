@@ -38,6 +38,18 @@ impl GossipRef {
     }
 }
 
+/// The node's verdict on a gossip message received under
+/// [`GossipValidation::ByNode`] ([`crate::NetworkHandle::report_validation`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Checked and good: forwarded to other peers.
+    Accept,
+    /// Checked and bad: dropped, and the peer that sent it is penalised by gossipsub.
+    Reject,
+    /// Not checked or not wanted (stale, or no room for it): dropped, held against no one.
+    Ignore,
+}
+
 /// An event on the consensus channel.
 #[derive(Debug)]
 pub enum ConsensusEvent {

@@ -9,7 +9,7 @@
 
 use crate::config::NetworkConfig;
 use crate::error::{NetworkError, RequestError};
-use crate::events::GossipRef;
+use crate::events::{GossipRef, Verdict};
 use crate::publish::TopicKind;
 use crate::stats::{NetworkStats, StatsSnapshot};
 use crate::wire::{
@@ -49,7 +49,7 @@ pub(crate) enum Command {
     },
     ReportValidation {
         gossip: GossipRef,
-        accepted: bool,
+        verdict: Verdict,
     },
     Peers {
         reply: oneshot::Sender<Vec<PeerInfo>>,
@@ -197,18 +197,17 @@ impl NetworkHandle {
     }
 
     /// Reports the node's verdict on a gossip message received under
-    /// `GossipValidation::ByNode`: accepted messages are forwarded to other peers, rejected
-    /// ones are dropped and their sender penalised by gossipsub. A no-op for messages the
-    /// network already accepted on decode (`gossip.awaiting_report == false`).
+    /// `GossipValidation::ByNode` (see [`Verdict`]). A no-op for messages the network
+    /// already accepted on decode (`gossip.awaiting_report == false`).
     pub async fn report_validation(
         &self,
         gossip: &GossipRef,
-        accepted: bool,
+        verdict: Verdict,
     ) -> Result<(), NetworkError> {
         if !gossip.awaiting_report {
             return Ok(());
         }
-        self.send(Command::ReportValidation { gossip: gossip.clone(), accepted }).await
+        self.send(Command::ReportValidation { gossip: gossip.clone(), verdict }).await
     }
 
     /// The connected peers and their topic subscriptions.

@@ -30,7 +30,7 @@ pub use config::{
 };
 pub use error::{NetworkError, RequestError};
 pub use events::{
-    ConsensusEvent, GossipRef, InboundSyncRequest, NetworkEvents, SyncResponder, TxEvent,
+    ConsensusEvent, GossipRef, InboundSyncRequest, NetworkEvents, SyncResponder, TxEvent, Verdict,
 };
 pub use handle::{CertifiedBlocks, NetworkHandle, PeerInfo};
 pub use stats::{NetworkStats, StatsSnapshot};

@@ -11,7 +11,7 @@ use tally_consensus::{CommitCertificate, Height};
 use tally_ledger::Block;
 use tally_network::{
     spawn, ConsensusEvent, ConsensusMsg, GossipRef, GossipValidation, Multiaddr, NetworkConfig,
-    NetworkEvents, NetworkHandle, PeerId, RequestError, SyncRequest, SyncResponse,
+    NetworkEvents, NetworkHandle, PeerId, RequestError, SyncRequest, SyncResponse, Verdict,
 };
 use tokio::time::{sleep, timeout, Instant};
 
@@ -228,7 +228,7 @@ async fn node_validation_holds_forwarding_until_accepted() {
 
         let early = timeout(Duration::from_millis(700), next_consensus(&mut c_events)).await;
         assert!(early.is_err(), "C got the message before B's node accepted it");
-        b.report_validation(&from, true).await.unwrap();
+        b.report_validation(&from, Verdict::Accept).await.unwrap();
         let (msg, from_c) = next_consensus(&mut c_events).await;
         assert_eq!(msg, vote);
         assert_eq!(from_c.propagation_source, b.local_peer_id());
@@ -237,7 +237,7 @@ async fn node_validation_holds_forwarding_until_accepted() {
         let other = ConsensusMsg::Vote(common::vote(5));
         a.broadcast_consensus(other).await.unwrap();
         let (_, from) = next_consensus(&mut b_events).await;
-        b.report_validation(&from, false).await.unwrap();
+        b.report_validation(&from, Verdict::Reject).await.unwrap();
         let late = timeout(Duration::from_millis(700), next_consensus(&mut c_events)).await;
         assert!(late.is_err(), "a rejected message was forwarded");
     })

@@ -97,7 +97,9 @@ impl Default for MetricsConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MempoolConfig {
-    /// Pending transactions kept; a new one beyond this is refused ("mempool is full").
+    /// Pending transactions kept; a new one beyond this is refused ("mempool is full"),
+    /// before its signature is checked. A few blocks' worth: a deeper mempool only adds
+    /// latency under overload (txs wait behind a longer queue) and memory.
     pub txs_max: usize,
     /// Pending transaction bytes kept; likewise.
     pub bytes_max: u64,
@@ -248,7 +250,7 @@ impl Default for RpcConfig {
 impl Default for MempoolConfig {
     fn default() -> Self {
         MempoolConfig {
-            txs_max: 200_000,
+            txs_max: 50_000,
             bytes_max: 256 << 20,
             txs_per_sender_max: 10_000,
             gossip_batch_txs_max: 2_000,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tally_ledger::Tx;
-use tally_network::{NetworkHandle, TxEvent};
+use tally_network::{NetworkHandle, TxEvent, Verdict};
 use tokio::sync::mpsc;
 
 /// Counters of the tx ingress.
@@ -17,6 +17,8 @@ pub struct IngressStats {
     pub admitted: AtomicU64,
     pub refused: AtomicU64,
     pub bad_signatures: AtomicU64,
+    /// Dropped unverified: the mempool had no room for them.
+    pub dropped_full: AtomicU64,
 }
 
 /// Gossiped batches taken together at most: whatever queued up while the previous ones
@@ -45,24 +47,34 @@ pub async fn run_tx_ingress(
             tokio::task::spawn_blocking(move || admit_batches(&shared2, batches, &stats2)).await;
         let verdicts = verdicts.unwrap_or_default();
         for (i, from) in sources.into_iter().enumerate() {
-            let all_signatures_ok = verdicts.get(i).copied().unwrap_or(false);
+            let verdict = verdicts.get(i).copied().unwrap_or(Verdict::Ignore);
+            let _ = shared.network.report_validation(&from, verdict).await;
             // Under node validation the peer forwarded only what it verified, so a bad
             // signature is its fault.
-            let _ = shared.network.report_validation(&from, all_signatures_ok).await;
-            if !all_signatures_ok && from.awaiting_report {
+            if verdict == Verdict::Reject && from.awaiting_report {
                 let _ = shared.network.penalize(from.propagation_source).await;
             }
         }
     }
 }
 
-/// Verifies the signatures of all `batches` in one go, admits the good txs; returns for
-/// each batch whether every signature in it verified.
-fn admit_batches(shared: &Shared, batches: Vec<Vec<Tx>>, stats: &IngressStats) -> Vec<bool> {
+/// Verifies the signatures of all `batches` in one go, admits the good txs; returns the
+/// verdict on each batch: accepted if every signature in it verified, rejected if one did
+/// not, ignored if some of its txs were dropped unverified because the mempool had no room
+/// (they are not forwarded: this node cannot vouch for them).
+fn admit_batches(shared: &Shared, batches: Vec<Vec<Tx>>, stats: &IngressStats) -> Vec<Verdict> {
     stats.batches.fetch_add(batches.len() as u64, Ordering::Relaxed);
+    let total: usize = batches.iter().map(Vec::len).sum();
+    let room = shared.claim_room(total);
+    let batches = cut_to_room(batches, room.granted);
+    let dropped = total - room.granted;
+    if dropped > 0 {
+        stats.dropped_full.fetch_add(dropped as u64, Ordering::Relaxed);
+        shared.metrics.refused_full("gossip", dropped);
+    }
     let items: Vec<OwnedItem> = batches
         .iter()
-        .flatten()
+        .flat_map(|(txs, _)| txs)
         .map(|t| OwnedItem {
             key: t.transfer.from,
             message: t.signing_bytes(&shared.chain_id),
@@ -74,11 +86,11 @@ fn admit_batches(shared: &Shared, batches: Vec<Vec<Tx>>, stats: &IngressStats) -
     let verdicts = shared.sigverify.submit(items).wait_blocking();
     shared.metrics.signature_batch("gossip", count, started.elapsed().as_secs_f64());
     if verdicts.len() != count {
-        return vec![false; batches.len()]; // shutting down
+        return vec![Verdict::Ignore; batches.len()]; // shutting down
     }
     let mut verdicts = verdicts.into_iter();
-    let mut all_ok = Vec::with_capacity(batches.len());
-    for txs in batches {
+    let mut out = Vec::with_capacity(batches.len());
+    for (txs, cut) in batches {
         let mut ok = true;
         for (tx, verdict) in txs.into_iter().zip(verdicts.by_ref()) {
             if verdict.is_err() || tx.check_stateless().is_err() {
@@ -91,9 +103,28 @@ fn admit_batches(shared: &Shared, batches: Vec<Vec<Tx>>, stats: &IngressStats) -
                 Err(_) => stats.refused.fetch_add(1, Ordering::Relaxed),
             };
         }
-        all_ok.push(ok);
+        out.push(match (ok, cut) {
+            (false, _) => Verdict::Reject,
+            (true, true) => Verdict::Ignore,
+            (true, false) => Verdict::Accept,
+        });
     }
-    all_ok
+    out
+}
+
+/// Keeps the first `room` txs, in order: whole batches while they fit, then the batch that
+/// does not fit cut short and empty ones after it; each batch with whether it was cut.
+fn cut_to_room(batches: Vec<Vec<Tx>>, room: usize) -> Vec<(Vec<Tx>, bool)> {
+    let mut left = room;
+    batches
+        .into_iter()
+        .map(|mut txs| {
+            let cut = txs.len() > left;
+            txs.truncate(left);
+            left -= txs.len();
+            (txs, cut)
+        })
+        .collect()
 }
 
 /// Gossips txs admitted through RPC, in batches of at most `gossip_batch_txs_max` or every
@@ -143,4 +174,37 @@ fn flush(net: &NetworkHandle, batch: &mut Vec<Tx>) {
     // A full network queue drops the batch (counted by the network); the txs are still in
     // this node's mempool.
     let _ = net.broadcast_txs(std::mem::take(batch));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_crypto::{ChainId, Keypair};
+    use tally_ledger::Transfer;
+
+    fn txs(n: u64) -> Vec<Tx> {
+        let (a, b) = (Keypair::derive_insecure("a"), Keypair::derive_insecure("b"));
+        let chain = ChainId::new("t").unwrap();
+        (0..n)
+            .map(|nonce| {
+                let transfer = Transfer { from: a.public(), to: b.public(), amount: 1, nonce };
+                Tx::sign(transfer, &a, &chain)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_beyond_the_room_are_cut_in_order() {
+        let shape = |room| -> Vec<(usize, bool)> {
+            cut_to_room(vec![txs(3), txs(2), txs(4)], room)
+                .iter()
+                .map(|(t, cut)| (t.len(), *cut))
+                .collect()
+        };
+        assert_eq!(shape(100), [(3, false), (2, false), (4, false)]);
+        assert_eq!(shape(9), [(3, false), (2, false), (4, false)]);
+        assert_eq!(shape(4), [(3, false), (1, true), (0, true)]);
+        assert_eq!(shape(5), [(3, false), (2, false), (0, true)]);
+        assert_eq!(shape(0), [(0, true), (0, true), (0, true)]);
+    }
 }

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub subscriptions_opened: Counter,
     pub subscriptions_dropped: Family<Labels, Counter>,
     pub tx_refused_syncing: Counter,
+    /// Txs refused unverified because the mempool had no room, by source (rpc, gossip).
+    pub tx_refused_full: Family<Labels, Counter>,
     /// Proposals and votes this validator newly signed (recorded in its signing record).
     pub signed_messages: Counter,
     /// Consensus log entries replayed at startup, bytes cut off its tail, write failures.
@@ -130,6 +132,7 @@ impl Metrics {
             subscriptions_opened: Counter::default(),
             subscriptions_dropped: Family::default(),
             tx_refused_syncing: Counter::default(),
+            tx_refused_full: Family::default(),
             signed_messages: Counter::default(),
             wal_replayed: Counter::default(),
             wal_cut_bytes: Counter::default(),
@@ -256,6 +259,17 @@ impl Metrics {
             "Submitted txs refused while the node was catching up",
             self.tx_refused_syncing.clone(),
         );
+        r.register(
+            "tx_refused_full",
+            "Txs refused before their signatures were checked because the mempool had no room",
+            self.tx_refused_full.clone(),
+        );
+    }
+
+    pub fn refused_full(&self, source: &'static str, count: usize) {
+        self.tx_refused_full
+            .get_or_create(&vec![("source", source.to_string())])
+            .inc_by(count as u64);
     }
 
     pub fn subscription_dropped(&self, reason: &'static str) {

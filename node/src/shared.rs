@@ -9,7 +9,7 @@ use base64::Engine as _;
 use parking_lot::{Mutex, RwLock};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tally_consensus::{
@@ -84,6 +84,18 @@ impl CommitWaiter {
     }
 }
 
+/// Mempool room claimed for txs being verified ([`Shared::claim_room`]).
+pub struct RoomClaim<'a> {
+    claimed: &'a AtomicUsize,
+    pub granted: usize,
+}
+
+impl Drop for RoomClaim<'_> {
+    fn drop(&mut self) {
+        self.claimed.fetch_sub(self.granted, Ordering::Relaxed);
+    }
+}
+
 /// What `tx` returns from the store.
 pub struct FoundTx {
     pub height: Height,
@@ -108,6 +120,8 @@ pub struct Shared {
     pub info: NodeInfo,
     pub ledger: RwLock<Ledger>,
     pub mempool: Mutex<Mempool>,
+    /// Txs between a claim of mempool room and their admission (being verified).
+    claimed: AtomicUsize,
     pub verifier: Arc<Verifier>,
     /// Where tx signatures from RPC and gossip are verified, in combined batches.
     pub sigverify: SigVerifyStage,
@@ -160,6 +174,7 @@ impl Shared {
             info,
             ledger: RwLock::new(ledger),
             mempool: Mutex::new(Mempool::new(limits)),
+            claimed: AtomicUsize::new(0),
             verifier,
             sigverify,
             network,
@@ -201,6 +216,22 @@ impl Shared {
         Ok(())
     }
 
+    /// Claims mempool room for up to `wanted` txs about to be verified; the claim holds how
+    /// many may go on, and gives the room back when dropped (after their admission). Txs
+    /// beyond it are refused before their signatures are checked: under overload, verifying
+    /// txs that the mempool then refuses takes the CPU that commits blocks, and throughput
+    /// falls as the offered load rises. Counting only txs is enough: every tx has the same
+    /// encoded size, and `bytes_max` is the mempool's own hard limit.
+    pub fn claim_room(&self, wanted: usize) -> RoomClaim<'_> {
+        let held = self.mempool.lock().len();
+        let free =
+            self.config.mempool.txs_max.saturating_sub(held + self.claimed.load(Ordering::Relaxed));
+        // Two claims may both see the same room; the mempool's own limit still holds.
+        let granted = wanted.min(free);
+        self.claimed.fetch_add(granted, Ordering::Relaxed);
+        RoomClaim { claimed: &self.claimed, granted }
+    }
+
     fn decode_checked(&self, bytes: &[u8]) -> Result<Tx, SubmitError> {
         let tx = Tx::decode(bytes)?;
         tx.check_stateless()?;
@@ -212,6 +243,11 @@ impl Shared {
     pub async fn submit_tx(&self, bytes: Vec<u8>) -> Result<TxHash, SubmitError> {
         self.refuse_while_syncing()?;
         let tx = self.decode_checked(&bytes)?;
+        let room = self.claim_room(1);
+        if room.granted == 0 {
+            self.metrics.refused_full("rpc", 1);
+            return Err(self.mempool_full());
+        }
         let item = OwnedItem {
             key: tx.transfer.from,
             message: tx.signing_bytes(&self.chain_id),
@@ -257,13 +293,23 @@ impl Shared {
     }
 
     fn submit_batch_blocking(&self, txs: Vec<String>) -> Vec<Result<TxHash, SubmitError>> {
-        let decoded: Vec<Result<(Tx, u64), SubmitError>> = txs
+        let mut decoded: Vec<Result<(Tx, u64), SubmitError>> = txs
             .iter()
             .map(|s| {
                 let bytes = self.decode_tx_param(Some(s))?;
                 Ok((self.decode_checked(&bytes)?, bytes.len() as u64))
             })
             .collect();
+        // The txs beyond the mempool's room are refused unverified, in submission order.
+        let room = self.claim_room(decoded.iter().filter(|r| r.is_ok()).count());
+        let mut refused = 0;
+        for r in decoded.iter_mut().filter(|r| r.is_ok()).skip(room.granted) {
+            *r = Err(self.mempool_full());
+            refused += 1;
+        }
+        if refused > 0 {
+            self.metrics.refused_full("rpc", refused);
+        }
         let (ok, items): (Vec<usize>, Vec<OwnedItem>) = decoded
             .iter()
             .enumerate()
@@ -307,6 +353,13 @@ impl Shared {
                 self.admit(tx, len)
             })
             .collect()
+    }
+
+    /// The refusal of a tx without room: the count includes the txs being verified.
+    fn mempool_full(&self) -> SubmitError {
+        let m = self.mempool.lock();
+        let txs = m.len() + self.claimed.load(Ordering::Relaxed);
+        SubmitError::Mempool(MempoolError::Full { txs, bytes: m.bytes() })
     }
 
     /// Admits txs whose signatures were verified (gossip from peers). Refusals are expected

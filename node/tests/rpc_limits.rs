@@ -158,3 +158,43 @@ fn each_rpc_limit_refuses_with_a_json_rpc_error_and_the_node_carries_on_slow() {
     assert!(metrics.contains("tally_rpc_connections_refused_total 1"), "{metrics}");
     assert!(metrics.contains("tally_rpc_requests_total{method=\"status\"}"), "{metrics}");
 }
+
+/// A full mempool refuses txs before their signatures are checked: a bad signature beyond
+/// the room comes back as `mempool_full`, not `bad_signature`, and is counted.
+#[test]
+fn a_full_mempool_refuses_txs_before_checking_their_signatures() {
+    let net = Testnet::start_with(1, 10, |t| {
+        let mempool = t.entry("mempool").or_insert(toml::Value::Table(Default::default()));
+        let mempool = mempool.as_table_mut().expect("mempool table");
+        mempool.insert("txs_max".into(), 3.into());
+        mempool.insert("txs_per_sender_max".into(), 3.into());
+        let consensus = t.entry("consensus").or_insert(toml::Value::Table(Default::default()));
+        let consensus = consensus.as_table_mut().expect("consensus table");
+        consensus.insert("timeout_commit_ms".into(), 1500.into());
+    });
+    net.wait_height(&[0], 1, Duration::from_secs(60));
+
+    let mut txs: Vec<_> = (0..6).map(|n| net.signed_transfer(1, 2, 1, n)).collect();
+    for tx in &mut txs[3..] {
+        tx.signature.0[0] ^= 1;
+    }
+    let encoded: Vec<String> = txs.iter().map(b64).collect();
+    let reply = net.rpc(0, "broadcast_tx_batch", json!({ "txs": encoded })).expect("batch");
+    let reasons: Vec<&str> = reply["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| if r["code"] == 0 { "ok" } else { r["reason"].as_str().unwrap_or("?") })
+        .collect();
+    assert_eq!(reasons, ["ok", "ok", "ok", "mempool_full", "mempool_full", "mempool_full"]);
+    let metrics = net.metrics(0);
+    assert!(metrics.contains("tally_tx_refused_full_total{source=\"rpc\"} 3"), "{metrics}");
+
+    // Once the three commit there is room again, and a bad signature is judged as one.
+    let start = net.height(0).expect("status");
+    net.wait_height(&[0], start + 2, Duration::from_secs(60));
+    let reply = net.rpc(0, "broadcast_tx_batch", json!({ "txs": [encoded[3].clone()] }));
+    let reply = reply.expect("batch");
+    assert_eq!(reply["results"][0]["reason"], "bad_signature", "{reply}");
+    node_carries_on(&net);
+}

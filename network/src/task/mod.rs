@@ -17,7 +17,7 @@ mod sync;
 use crate::behaviour::{protocol_version, Behaviour, BehaviourEvent, Topics};
 use crate::config::NetworkConfig;
 use crate::error::RequestError;
-use crate::events::{ConsensusEvent, InboundSyncRequest, TxEvent};
+use crate::events::{ConsensusEvent, InboundSyncRequest, TxEvent, Verdict};
 use crate::handle::{Command, PeerInfo};
 use crate::peering::{DialFailure, Peering};
 use crate::publish::{RetryQueue, TopicKind};
@@ -161,10 +161,13 @@ impl SwarmTask {
             Command::Request { peer, request, reply } => {
                 self.send_sync_request(peer, request, reply)
             }
-            Command::ReportValidation { gossip, accepted } => {
-                let verdict =
-                    if accepted { MessageAcceptance::Accept } else { MessageAcceptance::Reject };
-                self.report(&gossip.message_id, &gossip.propagation_source, verdict);
+            Command::ReportValidation { gossip, verdict } => {
+                let acceptance = match verdict {
+                    Verdict::Accept => MessageAcceptance::Accept,
+                    Verdict::Reject => MessageAcceptance::Reject,
+                    Verdict::Ignore => MessageAcceptance::Ignore,
+                };
+                self.report(&gossip.message_id, &gossip.propagation_source, acceptance);
             }
             Command::Peers { reply } => {
                 let _ = reply.send(self.peer_infos());

@@ -3,7 +3,7 @@
 
 use super::Driver;
 use tally_consensus::{Height, Input};
-use tally_network::{ConsensusEvent, ConsensusMsg, GossipRef};
+use tally_network::{ConsensusEvent, ConsensusMsg, GossipRef, Verdict};
 
 /// The height a consensus message is for.
 pub(super) fn height_of(msg: &ConsensusMsg) -> Height {
@@ -36,7 +36,7 @@ impl Driver {
             // Late but possibly honest (a slow peer, a re-broadcast): not forwarded, not
             // held against anyone.
             self.stats.stale_messages += 1;
-            let _ = self.net.report_validation(&from, false).await;
+            let _ = self.net.report_validation(&from, Verdict::Ignore).await;
             return Ok(());
         }
         let ok = self.verify_message(&msg);
@@ -124,7 +124,8 @@ impl Driver {
             self.shared.metrics.bad_consensus_messages.inc();
             tracing::debug!(peer = %from.propagation_source, "dropped a consensus message that does not verify");
         }
-        let _ = self.net.report_validation(from, ok).await;
+        let verdict = if ok { Verdict::Accept } else { Verdict::Reject };
+        let _ = self.net.report_validation(from, verdict).await;
         if !ok && from.awaiting_report {
             let _ = self.net.penalize(from.propagation_source).await;
         }
