@@ -3,22 +3,26 @@
 //! Both are two-generation sets: inserts go to the young generation; when it reaches half
 //! the capacity, the old generation is dropped and the young one becomes old. Memory is
 //! bounded by the capacity, lookups are O(1), and recently used entries survive one turn.
+//! The maps hash with foldhash (seeded per process): SipHash was most of a lookup's cost,
+//! and keys such as public keys are chosen by senders, so the hash stays keyed.
 
 use crate::verify::{ParsedKey, VerifyError};
 use crate::{Hash, PublicKey, Signature};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 struct Generations<K, V> {
-    young: HashMap<K, V>,
-    old: HashMap<K, V>,
+    young: Map<K, V>,
+    old: Map<K, V>,
     half_capacity: usize,
 }
 
 impl<K: std::hash::Hash + Eq, V: Clone> Generations<K, V> {
     fn new(capacity: usize) -> Self {
         let half_capacity = (capacity / 2).max(1);
-        Generations { young: HashMap::new(), old: HashMap::new(), half_capacity }
+        Generations { young: Map::default(), old: Map::default(), half_capacity }
     }
 
     fn get(&self, key: &K) -> Option<V> {
@@ -88,6 +92,14 @@ impl SigCache {
 
     pub fn insert(&self, digest: Hash) {
         self.inner.write().insert(digest, ());
+    }
+
+    /// Inserts all `digests` under one lock (the rayon threads of a batch share the cache).
+    pub fn insert_many(&self, digests: impl IntoIterator<Item = Hash>) {
+        let mut inner = self.inner.write();
+        for digest in digests {
+            inner.insert(digest, ());
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -108,15 +108,17 @@ impl Verifier {
             .collect();
         let failures = verify_batch(&batch).err().map(|e| e.failures).unwrap_or_default();
         let mut failed = failures.iter().peekable();
+        let mut verified = Vec::with_capacity(pending.len());
         for (pos, (i, digest, _)) in pending.iter().enumerate() {
             match failed.peek() {
                 Some((bad, err)) if *bad == pos => {
                     verdicts[*i] = Err(*err);
                     failed.next();
                 }
-                _ => self.sigs.insert(*digest),
+                _ => verified.push(*digest),
             }
         }
+        self.sigs.insert_many(verified);
     }
 }
 

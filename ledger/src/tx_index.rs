@@ -105,8 +105,15 @@ impl TxIndex {
         tx_hashes: &[TxHash],
     ) -> Result<(), TxIndexError> {
         let mut batch = fjall::Batch::with_capacity(self.keyspace.clone(), tx_hashes.len() + 1);
-        for (position, hash) in tx_hashes.iter().enumerate() {
-            let position = u32::try_from(position).expect("a block's tx count is a u32");
+        let mut entries: Vec<(&TxHash, u32)> = tx_hashes
+            .iter()
+            .enumerate()
+            .map(|(position, hash)| {
+                (hash, u32::try_from(position).expect("a block's tx count is a u32"))
+            })
+            .collect();
+        entries.sort_unstable_by_key(|(hash, _)| *hash);
+        for (hash, position) in entries {
             batch.insert(&self.txs, hash.0 .0, location(height, position));
         }
         batch.insert(&self.meta, MARKER, encode_tip(height, block_hash));

@@ -49,10 +49,14 @@ struct Sender {
     spent: u64,
 }
 
+/// Hashed with foldhash (seeded per process): cheaper than SipHash on the admission path,
+/// and still keyed, since senders choose their keys and, by grinding, their tx hashes.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 pub struct Mempool {
     limits: MempoolLimits,
-    by_hash: HashMap<TxHash, Entry>,
-    senders: HashMap<PublicKey, Sender>,
+    by_hash: Map<TxHash, Entry>,
+    senders: Map<PublicKey, Sender>,
     /// Arrival order; the reaping order.
     order: BTreeMap<u64, TxHash>,
     next_seq: u64,
@@ -63,8 +67,8 @@ impl Mempool {
     pub fn new(limits: MempoolLimits) -> Mempool {
         Mempool {
             limits,
-            by_hash: HashMap::new(),
-            senders: HashMap::new(),
+            by_hash: Map::default(),
+            senders: Map::default(),
             order: BTreeMap::new(),
             next_seq: 0,
             bytes: 0,
