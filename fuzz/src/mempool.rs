@@ -83,16 +83,17 @@ impl Model {
         out
     }
 
-    /// Removes the committed txs, then keeps of each touched sender's pending txs only the
+    /// Removes the committed txs, then keeps of each touched account's pending txs only the
     /// run that still applies (consecutive nonces from the committed one, affordable).
     fn update(
         &mut self,
-        committed: &[(TxHash, PublicKey)],
+        committed: &[TxHash],
+        touched: &[PublicKey],
         accounts: &BTreeMap<PublicKey, Account>,
     ) -> usize {
-        self.entries.retain(|e| !committed.iter().any(|(h, _)| *h == e.hash));
+        self.entries.retain(|e| !committed.contains(&e.hash));
         let mut dropped = 0;
-        for from in committed.iter().map(|(_, f)| *f).collect::<std::collections::BTreeSet<_>>() {
+        for from in touched.iter().copied().collect::<std::collections::BTreeSet<_>>() {
             let account = accounts.get(&from).copied().unwrap_or_default();
             let mut mine: Vec<(u64, TxHash, u64)> = self
                 .pending(&from)
@@ -169,7 +170,7 @@ pub fn run(data: &[u8]) {
                     tally_ledger::TX_BYTES as u64
                 };
                 let t = tx(from, to, amount, nonce);
-                let got = pool.insert(t, t.hash(), bytes, &account);
+                let got = pool.insert(t, t.hash(), bytes, |_| account);
                 let want = model.insert(t, t.hash(), bytes, &account);
                 assert_eq!(got, want, "insert verdicts differ");
             }
@@ -184,6 +185,7 @@ pub fn run(data: &[u8]) {
                 // apply), plus possibly one tx from elsewhere that spends a sender's nonce.
                 let n = usize::from(r.byte() % 8);
                 let mut committed = Vec::new();
+                let mut touched = Vec::new();
                 for t in pool.reap(n, u64::MAX) {
                     let a = accounts.get_mut(&t.transfer.from).expect("known sender");
                     if t.transfer.nonce == a.nonce && t.transfer.amount <= a.balance {
@@ -191,7 +193,8 @@ pub fn run(data: &[u8]) {
                         a.balance -= t.transfer.amount;
                         let to = accounts.get_mut(&t.transfer.to).expect("known recipient");
                         to.balance = to.balance.saturating_add(t.transfer.amount);
-                        committed.push((t.hash(), t.transfer.from));
+                        committed.push(t.hash());
+                        touched.extend([t.transfer.from, t.transfer.to]);
                     }
                 }
                 let other = r.byte();
@@ -203,17 +206,26 @@ pub fn run(data: &[u8]) {
                     let foreign =
                         tx(other / 3 % ACCOUNTS, (other / 3 + 1) % ACCOUNTS, spend.max(1), a.nonce);
                     a.nonce += 1;
-                    committed.push((foreign.hash(), from));
+                    committed.push(foreign.hash());
+                    touched.extend([foreign.transfer.from, foreign.transfer.to]);
+                    let to = accounts.get_mut(&foreign.transfer.to).expect("known recipient");
+                    to.balance = to.balance.saturating_add(spend);
                 }
-                let got = pool.update(&committed, |k| accounts.get(k).copied().unwrap_or_default());
-                let want = model.update(&committed, &accounts);
+                let read = |k: &PublicKey| accounts.get(k).copied().unwrap_or_default();
+                let got = pool.update(&committed, &touched, read);
+                let want = model.update(&committed, &touched, &accounts);
                 assert_eq!(got, want, "update dropped a different number of txs");
             }
             _ => {
-                // Funds arrive from outside the pool's view; nothing to tell the pool.
+                // A block of txs from outside the pool pays an account: a commit that
+                // touched only it.
                 let to = account_key(r.byte() % ACCOUNTS);
                 let a = accounts.get_mut(&to).expect("known account");
                 a.balance = a.balance.saturating_add(u64::from(r.byte()));
+                let read = |k: &PublicKey| accounts.get(k).copied().unwrap_or_default();
+                let got = pool.update(&[], &[to], read);
+                let want = model.update(&[], &[to], &accounts);
+                assert_eq!(got, want, "update dropped a different number of txs");
             }
         }
         assert_eq!(pool.len(), model.entries.len());

@@ -8,6 +8,11 @@
 //! transaction (same sender and nonce, admitted by another node) commits first; `update`
 //! removes those after each commit.
 //!
+//! Each sender with pending txs keeps a copy of its committed account, read once (when its
+//! first pending tx is admitted) instead of from the state tree for every tx: under load most
+//! admissions are of senders that already have txs pending. So `update` must be told of
+//! every account a commit changes, recipients included (a recipient's balance grows).
+//!
 //! Reaping takes transactions in arrival order, which per sender is nonce order.
 
 use std::collections::{BTreeMap, HashMap};
@@ -41,8 +46,9 @@ struct Entry {
     seq: u64,
 }
 
-#[derive(Default)]
 struct Sender {
+    /// The committed account, as of the last commit that changed it.
+    committed: Account,
     /// Pending txs by nonce; nonces are contiguous from the committed nonce.
     by_nonce: BTreeMap<u64, TxHash>,
     /// Sum of the pending amounts.
@@ -97,13 +103,14 @@ impl Mempool {
         committed.nonce.saturating_add(pending)
     }
 
-    /// Admits a signature-checked tx. `committed` is the sender's committed account.
+    /// Admits a signature-checked tx. `committed` reads the sender's committed account; it is
+    /// called only if the sender has no pending tx yet.
     pub fn insert(
         &mut self,
         tx: Tx,
         hash: TxHash,
         bytes: u64,
-        committed: &Account,
+        committed: impl FnOnce(&PublicKey) -> Account,
     ) -> Result<(), MempoolError> {
         if self.by_hash.contains_key(&hash) {
             return Err(MempoolError::AlreadyKnown(hash));
@@ -114,10 +121,15 @@ impl Mempool {
             return Err(MempoolError::Full { txs: self.by_hash.len(), bytes: self.bytes });
         }
         let t = &tx.transfer;
-        let sender = self.senders.entry(t.from).or_default();
+        let sender = self.senders.entry(t.from).or_insert_with(|| Sender {
+            committed: committed(&t.from),
+            by_nonce: BTreeMap::new(),
+            spent: 0,
+        });
         if sender.by_nonce.len() >= self.limits.txs_per_sender_max {
             return Err(MempoolError::SenderFull(sender.by_nonce.len()));
         }
+        let committed = sender.committed;
         let expected = committed.nonce.saturating_add(sender.by_nonce.len() as u64);
         let available = committed.balance.saturating_sub(sender.spent);
         let verdict = if t.nonce != expected {
@@ -166,31 +178,36 @@ impl Mempool {
         self.order.values().take(limit).map(|h| self.by_hash[h].tx).collect()
     }
 
-    /// After a commit: drops the committed txs, then for each sender they touched, the txs
-    /// that can no longer execute (nonce already used, a gap, or spends above the balance).
-    /// `account` gives the newly committed account of a sender. Returns how many were
-    /// dropped as no longer valid.
+    /// After a commit: drops the `committed` txs, then for each account in `touched` (every
+    /// account the commit changed: the senders and recipients of its txs) that has pending
+    /// txs, takes its new committed account from `account` and drops the txs that can no
+    /// longer execute (nonce already used, a gap, or spends above the balance). Returns how
+    /// many were dropped as no longer valid.
     pub fn update(
         &mut self,
-        committed: &[(TxHash, PublicKey)],
+        committed: &[TxHash],
+        touched: &[PublicKey],
         account: impl Fn(&PublicKey) -> Account,
     ) -> usize {
-        let mut touched: Vec<PublicKey> = Vec::new();
-        for (hash, from) in committed {
+        for hash in committed {
             self.remove(hash);
-            touched.push(*from);
         }
+        let mut touched = touched.to_vec();
         touched.sort_unstable();
         touched.dedup();
         let mut dropped = 0;
-        for from in touched {
-            dropped += self.revalidate_sender(&from, &account(&from));
+        for key in touched {
+            if self.senders.contains_key(&key) {
+                dropped += self.revalidate_sender(&key, account(&key));
+            }
         }
         dropped
     }
 
-    fn revalidate_sender(&mut self, from: &PublicKey, committed: &Account) -> usize {
-        let Some(sender) = self.senders.get(from) else { return 0 };
+    fn revalidate_sender(&mut self, from: &PublicKey, committed: Account) -> usize {
+        let Some(sender) = self.senders.get_mut(from) else { return 0 };
+        sender.committed = committed;
+        let sender = &*sender;
         let mut keep_until_nonce = committed.nonce;
         let mut available = committed.balance;
         let mut stale: Vec<TxHash> = Vec::new();
@@ -242,7 +259,7 @@ mod tests {
     }
 
     fn add(m: &mut Mempool, t: &Tx, acct: &Account) -> Result<(), MempoolError> {
-        m.insert(*t, t.hash(), 150, acct)
+        m.insert(*t, t.hash(), 150, |_| *acct)
     }
 
     #[test]
@@ -302,15 +319,39 @@ mod tests {
         // Another node's tx with nonce 0 and amount 80 committed instead of ours,
         // followed by our nonce 1: ours with nonce 0 is gone, 2 and 3 stay.
         let after = Account { balance: 100 - 80 - 10, nonce: 2 };
-        let dropped = m.update(&[(txs[1].hash(), a.public())], |_| after);
+        let dropped = m.update(&[txs[1].hash()], &[a.public()], |_| after);
         assert_eq!(dropped, 2, "nonce 0 is used; nonce 3 no longer fits the balance");
         assert_eq!(m.len(), 1);
         assert!(m.contains(&txs[2].hash()));
         assert_eq!(m.bytes(), 150);
         let dropped =
-            m.update(&[(txs[2].hash(), a.public())], |_| Account { balance: 0, nonce: 3 });
+            m.update(&[txs[2].hash()], &[a.public()], |_| Account { balance: 0, nonce: 3 });
         assert_eq!(dropped, 0);
         assert!(m.is_empty());
         assert_eq!(m.bytes(), 0);
+    }
+
+    #[test]
+    fn a_sender_account_is_read_once_and_refreshed_by_update() {
+        let (a, b) = (Keypair::derive_insecure("a"), Keypair::derive_insecure("b"));
+        let mut m = Mempool::new(limits());
+        let mut reads = 0;
+        let t0 = tx(&a, &b, 10, 0);
+        m.insert(t0, t0.hash(), 150, |_| {
+            reads += 1;
+            Account { balance: 10, nonce: 0 }
+        })
+        .unwrap();
+        // The pending sender's copy is used: the closure's richer account is not read.
+        let t1 = tx(&a, &b, 5, 1);
+        let refused = m.insert(t1, t1.hash(), 150, |_| Account { balance: 1_000, nonce: 0 });
+        assert_eq!(refused, Err(MempoolError::InsufficientBalance { available: 0, amount: 5 }));
+        assert_eq!(reads, 1);
+        // A commit paid `a` (it is a recipient of the block): told through `update`.
+        let dropped =
+            m.update(&[], &[a.public(), b.public()], |_| Account { balance: 15, nonce: 0 });
+        assert_eq!(dropped, 0);
+        m.insert(t1, t1.hash(), 150, |_| unreachable!("a is pending")).unwrap();
+        assert_eq!(m.len(), 2);
     }
 }

@@ -385,8 +385,7 @@ impl Shared {
     /// with the old pending txs (which would demand a nonce too high).
     fn insert_into_mempool(&self, tx: Tx, hash: TxHash, len: u64) -> Result<(), MempoolError> {
         let mut mempool = self.mempool.lock();
-        let account = self.ledger.read().account(&tx.transfer.from);
-        mempool.insert(tx, hash, len, &account)
+        mempool.insert(tx, hash, len, |from| self.ledger.read().account(from))
     }
 
     // ----- commit notifications -----

@@ -348,14 +348,12 @@ impl Driver {
         if !built.skipped.is_empty() {
             // Txs that no longer apply (a conflicting tx committed elsewhere): drop them and
             // re-check their senders' other pending txs.
-            let skipped: Vec<(TxHash, tally_crypto::PublicKey)> = built
-                .skipped
-                .iter()
-                .map(|s| (s.tx_hash, candidates[s.index].transfer.from))
-                .collect();
+            let skipped: Vec<TxHash> = built.skipped.iter().map(|s| s.tx_hash).collect();
+            let senders: Vec<tally_crypto::PublicKey> =
+                built.skipped.iter().map(|s| candidates[s.index].transfer.from).collect();
             let mut mempool = self.shared.mempool.lock();
             let ledger = self.shared.ledger.read();
-            let dropped = mempool.update(&skipped, |k| ledger.account(k));
+            let dropped = mempool.update(&skipped, &senders, |k| ledger.account(k));
             tracing::debug!(
                 skipped = skipped.len(),
                 dropped,
@@ -450,8 +448,9 @@ impl Driver {
         let height = block.header.height;
         let started = Instant::now();
         let hashes: Vec<TxHash> = outcome.tx_hashes.clone();
-        let committed: Vec<(TxHash, tally_crypto::PublicKey)> =
-            hashes.iter().zip(&block.txs).map(|(h, t)| (*h, t.transfer.from)).collect();
+        // Every account the block changed: the mempool keeps copies of pending senders'.
+        let touched: Vec<tally_crypto::PublicKey> =
+            block.txs.iter().flat_map(|t| [t.transfer.from, t.transfer.to]).collect();
         // The write and its fsync hold no lock that admission or RPC reads wait on: until
         // the state moves, admissions are checked against the parent state, as before.
         self.shared
@@ -466,7 +465,7 @@ impl Driver {
             let mut mempool = self.shared.mempool.lock();
             self.shared.ledger.write().apply_persisted(block, outcome);
             let ledger = self.shared.ledger.read();
-            mempool.update(&committed, |k| ledger.account(k))
+            mempool.update(&hashes, &touched, |k| ledger.account(k))
         };
         self.shared.notify_committed(height, &hashes);
         self.shared.publish_block(block, &hashes);
