@@ -36,6 +36,13 @@ impl AccountState for StateTree {
 /// caches), and so does any closure of the same shape (tests, benches, a node without cache).
 pub trait TxVerifier {
     fn verify_many(&self, items: &[SignedItem<'_>]) -> Vec<Result<(), VerifyError>>;
+
+    /// Whether the tx with this hash is known to carry a good signature, so that it need not
+    /// be checked again (a node: the tx is in its mempool, which admits only verified txs).
+    /// The hash covers the whole tx, signature included. None is known by default.
+    fn known_verified(&self, _tx_hash: &TxHash) -> bool {
+        false
+    }
 }
 
 impl TxVerifier for Verifier {
@@ -188,20 +195,33 @@ pub enum ExecError {
     InvalidTx { index: u32, tx_hash: TxHash, error: TxError },
 }
 
-/// Verifies `txs`' signatures in one `verify_many` call; verdict i is tx i's.
+/// Verifies the signatures of `txs` (whose hashes are `tx_hashes`) in one `verify_many`
+/// call, except those the verifier already knows to be good; verdict i is tx i's.
 pub fn verify_tx_signatures(
     txs: &[Tx],
+    tx_hashes: &[TxHash],
     chain_id: &ChainId,
     verifier: &impl TxVerifier,
 ) -> Vec<Result<(), VerifyError>> {
-    let messages: Vec<Vec<u8>> = txs.iter().map(|tx| tx.signing_bytes(chain_id)).collect();
-    let items: Vec<SignedItem<'_>> = txs
+    assert_eq!(txs.len(), tx_hashes.len(), "one hash per tx");
+    let unknown: Vec<usize> =
+        (0..txs.len()).filter(|&i| !verifier.known_verified(&tx_hashes[i])).collect();
+    let messages: Vec<Vec<u8>> = unknown.iter().map(|&i| txs[i].signing_bytes(chain_id)).collect();
+    let items: Vec<SignedItem<'_>> = unknown
         .iter()
         .zip(&messages)
-        .map(|(tx, message)| SignedItem { key: tx.from(), message, signature: &tx.signature })
+        .map(|(&i, message)| SignedItem {
+            key: txs[i].from(),
+            message,
+            signature: &txs[i].signature,
+        })
         .collect();
-    let verdicts = verifier.verify_many(&items);
-    assert_eq!(verdicts.len(), txs.len(), "a TxVerifier returns one verdict per item");
+    let checked = verifier.verify_many(&items);
+    assert_eq!(checked.len(), items.len(), "a TxVerifier returns one verdict per item");
+    let mut verdicts = vec![Ok(()); txs.len()];
+    for (&i, verdict) in unknown.iter().zip(checked) {
+        verdicts[i] = verdict;
+    }
     verdicts
 }
 
@@ -217,9 +237,25 @@ pub fn execute_block(
     if txs.len() > BLOCK_TXS_MAX as usize {
         return Err(ExecError::TooManyTxs { count: txs.len(), max: BLOCK_TXS_MAX });
     }
+    execute_block_hashed(state, txs, txs.iter().map(Tx::hash).collect(), chain_id, verifier)
+}
+
+/// [`execute_block`] for a caller that already hashed the txs (`tx_hashes[i]` is the hash of
+/// `txs[i]`; a wrong hash makes a wrong outcome, so only pass hashes computed from `txs`).
+pub fn execute_block_hashed(
+    state: &StateTree,
+    txs: &[Tx],
+    tx_hashes: Vec<TxHash>,
+    chain_id: &ChainId,
+    verifier: &impl TxVerifier,
+) -> Result<ExecutionOutcome, ExecError> {
+    assert_eq!(txs.len(), tx_hashes.len(), "one hash per tx");
+    if txs.len() > BLOCK_TXS_MAX as usize {
+        return Err(ExecError::TooManyTxs { count: txs.len(), max: BLOCK_TXS_MAX });
+    }
     let invalid = |index: usize, error: TxError| ExecError::InvalidTx {
         index: u32::try_from(index).expect("at most BLOCK_TXS_MAX txs, checked above"),
-        tx_hash: txs[index].hash(),
+        tx_hash: tx_hashes[index],
         error,
     };
     if let Some((index, error)) =
@@ -227,12 +263,11 @@ pub fn execute_block(
     {
         return Err(invalid(index, error.into()));
     }
-    let verdicts = verify_tx_signatures(txs, chain_id, verifier);
+    let verdicts = verify_tx_signatures(txs, &tx_hashes, chain_id, verifier);
     let mut overlay = Overlay::new(state);
     for (index, (tx, verdict)) in txs.iter().zip(verdicts).enumerate() {
         verdict.map_err(|e| invalid(index, TxError::BadSignature(e)))?;
         overlay.apply(tx).map_err(|e| invalid(index, e))?;
     }
-    let tx_hashes = txs.iter().map(Tx::hash).collect();
     Ok(ExecutionOutcome::new(state, overlay.into_changes(), tx_hashes))
 }

@@ -243,7 +243,18 @@ impl Ledger {
         block: &Block,
         verifier: &impl TxVerifier,
     ) -> Result<ExecutionOutcome, BlockError> {
-        validate_block(block, &self.expected(), &self.state, verifier)
+        validate_block(block, &self.expected(), &self.state, None, verifier)
+    }
+
+    /// [`Ledger::validate_block`] with the hashes of `block.txs` already computed by the
+    /// caller (from this very block: they decide the tx root that is checked).
+    pub fn validate_block_hashed(
+        &self,
+        block: &Block,
+        tx_hashes: Vec<TxHash>,
+        verifier: &impl TxVerifier,
+    ) -> Result<ExecutionOutcome, BlockError> {
+        validate_block(block, &self.expected(), &self.state, Some(tx_hashes), verifier)
     }
 
     /// The proposer's block for the next height: `candidates` in order, invalid ones skipped,

@@ -35,8 +35,8 @@ pub use account::Account;
 pub use block::{Block, Header};
 pub use codec::{decode_bounded, DecodeError};
 pub use execute::{
-    check_tx_against, execute_block, verify_tx_signatures, AccountState, ExecError,
-    ExecutionOutcome, Overlay, TxError, TxVerifier,
+    check_tx_against, execute_block, execute_block_hashed, verify_tx_signatures, AccountState,
+    ExecError, ExecutionOutcome, Overlay, TxError, TxVerifier,
 };
 pub use genesis::{
     ConsensusParams, Genesis, GenesisAccount, GenesisError, GenesisLoadError, GenesisSaveError,

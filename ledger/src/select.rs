@@ -56,24 +56,28 @@ pub fn select_txs(
     let capacity = txs_max.min(fit_by_bytes);
     let mut overlay = Overlay::new(state);
     let mut chosen: Vec<Tx> = Vec::new();
+    let mut chosen_hashes: Vec<TxHash> = Vec::new();
     let mut skipped = Vec::new();
     let mut next = 0;
     while chosen.len() < capacity && next < candidates.len() {
         let batch_len = (capacity - chosen.len()).min(candidates.len() - next);
         let batch = &candidates[next..next + batch_len];
-        let verdicts = verify_tx_signatures(batch, chain_id, verifier);
-        for (offset, (tx, verdict)) in batch.iter().zip(verdicts).enumerate() {
+        let hashes: Vec<TxHash> = batch.iter().map(Tx::hash).collect();
+        let verdicts = verify_tx_signatures(batch, &hashes, chain_id, verifier);
+        for (offset, ((tx, hash), verdict)) in batch.iter().zip(hashes).zip(verdicts).enumerate() {
             let applied = verdict.map_err(TxError::BadSignature).and_then(|()| overlay.apply(tx));
             match applied {
-                Ok(()) => chosen.push(*tx),
+                Ok(()) => {
+                    chosen.push(*tx);
+                    chosen_hashes.push(hash);
+                }
                 Err(error) => {
-                    skipped.push(SkippedTx { index: next + offset, tx_hash: tx.hash(), error })
+                    skipped.push(SkippedTx { index: next + offset, tx_hash: hash, error })
                 }
             }
         }
         next += batch_len;
     }
-    let tx_hashes = chosen.iter().map(Tx::hash).collect();
-    let outcome = ExecutionOutcome::new(state, overlay.into_changes(), tx_hashes);
+    let outcome = ExecutionOutcome::new(state, overlay.into_changes(), chosen_hashes);
     Selection { txs: chosen, outcome, skipped, considered: next }
 }

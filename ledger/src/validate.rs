@@ -10,10 +10,10 @@
 //! local clock (the ledger has no clock).
 
 use crate::block::Block;
-use crate::execute::{execute_block, ExecError, ExecutionOutcome, TxVerifier};
+use crate::execute::{execute_block_hashed, ExecError, ExecutionOutcome, TxVerifier};
 use crate::genesis::ConsensusParams;
 use crate::state_tree::StateTree;
-use crate::tx::Tx;
+use crate::tx::{Tx, TxHash};
 use crate::tx_merkle::tx_root;
 use tally_consensus::{BlockHash, Height, ValidatorSet};
 use tally_crypto::{ChainId, Hash, PublicKey};
@@ -100,20 +100,25 @@ fn check_limits(block: &Block, params: &ConsensusParams) -> Result<(), BlockErro
     Ok(())
 }
 
-/// Validates `block` as the next block on `state` and returns its execution.
+/// Validates `block` as the next block on `state` and returns its execution. `tx_hashes`, if
+/// given, are the hashes of `block.txs` (computed by the caller from this block, to look them
+/// up before validating); otherwise they are computed here.
 pub(crate) fn validate_block(
     block: &Block,
     expected: &Expected<'_>,
     state: &StateTree,
+    tx_hashes: Option<Vec<TxHash>>,
     verifier: &impl TxVerifier,
 ) -> Result<ExecutionOutcome, BlockError> {
     check_header(block, expected)?;
     check_limits(block, expected.params)?;
-    let computed = tx_root(&block.txs.iter().map(Tx::hash).collect::<Vec<_>>());
+    let tx_hashes = tx_hashes.unwrap_or_else(|| block.txs.iter().map(Tx::hash).collect());
+    assert_eq!(tx_hashes.len(), block.txs.len(), "one hash per tx of the block");
+    let computed = tx_root(&tx_hashes);
     if computed != block.header.tx_root {
         return Err(BlockError::TxRootMismatch { header: block.header.tx_root, computed });
     }
-    let outcome = execute_block(state, &block.txs, expected.chain_id, verifier)?;
+    let outcome = execute_block_hashed(state, &block.txs, tx_hashes, expected.chain_id, verifier)?;
     if outcome.state_root != block.header.state_root {
         let header = block.header.state_root;
         return Err(BlockError::StateRootMismatch { header, computed: outcome.state_root });

@@ -8,7 +8,7 @@ use std::cell::Cell;
 use tally_crypto::{SignedItem, VerifyError};
 use tally_ledger::{
     check_tx_against, execute_block, select_txs, Account, AccountState, ExecError, Overlay,
-    SelectLimits, StateTree, StatelessError, Tx, TxError,
+    SelectLimits, StateTree, StatelessError, Tx, TxError, TxHash, TxVerifier,
 };
 
 fn state(balances: &[(usize, u64)]) -> StateTree {
@@ -128,6 +128,42 @@ fn all_signatures_are_verified_in_one_batch_and_a_bad_one_rejects_the_block() {
     let foreign = Tx::sign(txs[0].transfer, &user(0), &other);
     let (_, error) = invalid_at(execute_block(&s, &[foreign], &chain_id(), &verifier()));
     assert!(matches!(error, TxError::BadSignature(_)));
+}
+
+/// Knows some txs (by hash) to be verified, as a node's mempool does; counts what it checks.
+struct Knowing {
+    known: Vec<TxHash>,
+    checked: Cell<usize>,
+}
+
+impl TxVerifier for Knowing {
+    fn verify_many(&self, items: &[SignedItem<'_>]) -> Vec<Result<(), VerifyError>> {
+        self.checked.set(self.checked.get() + items.len());
+        verifier().verify_many(items)
+    }
+
+    fn known_verified(&self, tx_hash: &TxHash) -> bool {
+        self.known.contains(tx_hash)
+    }
+}
+
+#[test]
+fn txs_known_verified_are_not_checked_again_and_the_rest_are() {
+    let s = state(&[(0, 100), (1, 100)]);
+    let mut txs: Vec<Tx> = (0..6).map(|n| transfer(&user(0), user(1).public(), 1, n)).collect();
+    let known = Knowing { known: txs[..4].iter().map(Tx::hash).collect(), checked: Cell::new(0) };
+    let outcome = execute_block(&s, &txs, &chain_id(), &known).unwrap();
+    assert_eq!(known.checked.get(), 2, "only the two unknown txs are verified");
+    assert_eq!(outcome.tx_hashes, txs.iter().map(Tx::hash).collect::<Vec<_>>());
+    // A bad signature among the unknown txs still rejects the block. (A tx whose signature
+    // was changed has another hash, so it is never "known" by the hash of the good one.)
+    txs[5].signature.0[3] ^= 1;
+    let (index, error) = invalid_at(execute_block(&s, &txs, &chain_id(), &known));
+    assert_eq!(index, 5);
+    assert!(matches!(error, TxError::BadSignature(_)));
+    txs[2].signature.0[3] ^= 1;
+    let (index, _) = invalid_at(execute_block(&s, &txs, &chain_id(), &known));
+    assert_eq!(index, 2, "a changed tx is not the known one");
 }
 
 #[test]

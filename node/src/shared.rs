@@ -8,15 +8,15 @@ use crate::sigverify::{OwnedItem, SigVerifyStage};
 use base64::Engine as _;
 use parking_lot::{Mutex, RwLock};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tally_consensus::{
     BlockHash, CommitCertificate, Height, Round, StateSummary, Step, ValidatorSet,
 };
-use tally_crypto::{ChainId, Hash, PublicKey, Verifier, VerifyError};
-use tally_ledger::{Block, DecodeError, Genesis, Ledger, StatelessError, Tx, TxHash};
+use tally_crypto::{ChainId, Hash, PublicKey, SignedItem, Verifier, VerifyError};
+use tally_ledger::{Block, DecodeError, Genesis, Ledger, StatelessError, Tx, TxHash, TxVerifier};
 use tally_network::NetworkHandle;
 use tokio::sync::{mpsc, oneshot};
 
@@ -93,6 +93,25 @@ pub struct RoomClaim<'a> {
 impl Drop for RoomClaim<'_> {
     fn drop(&mut self) {
         self.claimed.fetch_sub(self.granted, Ordering::Relaxed);
+    }
+}
+
+/// Checks the signatures of a block's txs for the driver, except those of txs that are in
+/// the mempool: the mempool admits only txs whose signatures verified, and a tx hash covers
+/// the signature, so a tx found there by hash needs no second check. Built from the mempool
+/// before the ledger lock is taken (lock order: mempool, then ledger).
+pub struct BlockTxVerifier<'a> {
+    verifier: &'a Verifier,
+    in_mempool: HashSet<TxHash, foldhash::fast::RandomState>,
+}
+
+impl TxVerifier for BlockTxVerifier<'_> {
+    fn verify_many(&self, items: &[SignedItem<'_>]) -> Vec<Result<(), VerifyError>> {
+        self.verifier.verify_many(items)
+    }
+
+    fn known_verified(&self, tx_hash: &TxHash) -> bool {
+        self.in_mempool.contains(tx_hash)
     }
 }
 
@@ -214,6 +233,13 @@ impl Shared {
             return Err(SubmitError::Syncing);
         }
         Ok(())
+    }
+
+    /// A verifier for the block whose tx hashes are `tx_hashes` (see [`BlockTxVerifier`]).
+    pub fn block_tx_verifier(&self, tx_hashes: &[TxHash]) -> BlockTxVerifier<'_> {
+        let mempool = self.mempool.lock();
+        let in_mempool = tx_hashes.iter().filter(|h| mempool.contains(h)).copied().collect();
+        BlockTxVerifier { verifier: &self.verifier, in_mempool }
     }
 
     /// Claims mempool room for up to `wanted` txs about to be verified; the claim holds how
