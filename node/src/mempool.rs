@@ -207,6 +207,14 @@ impl Mempool {
     fn revalidate_sender(&mut self, from: &PublicKey, committed: Account) -> usize {
         let Some(sender) = self.senders.get_mut(from) else { return 0 };
         sender.committed = committed;
+        // Pending nonces are contiguous, so all of them still apply exactly when the first
+        // is the committed nonce and the balance covers their sum: the usual case (the
+        // block took a prefix of this sender's txs, or paid it), checked without a walk.
+        if sender.by_nonce.keys().next() == Some(&committed.nonce)
+            && sender.spent <= committed.balance
+        {
+            return 0;
+        }
         let sender = &*sender;
         let mut keep_until_nonce = committed.nonce;
         let mut available = committed.balance;
