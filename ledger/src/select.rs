@@ -4,7 +4,8 @@
 //! state left by the txs already chosen is skipped and reported, never included, so the
 //! resulting block passes [`crate::execute_block`]. Signatures are verified in batches of at
 //! most the number of free slots, so a large mempool does not cost a verification of txs that
-//! could not fit anyway (txs the mempool verified are verifier cache hits).
+//! could not fit anyway (a node's verifier knows the txs its mempool verified:
+//! [`crate::TxVerifier::known_verified`]).
 
 use crate::execute::{verify_tx_signatures, ExecutionOutcome, Overlay, TxError, TxVerifier};
 use crate::limits::{BLOCK_TXS_MAX, TX_BYTES};

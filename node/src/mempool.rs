@@ -157,10 +157,16 @@ impl Mempool {
 
     /// Up to `txs_max` txs and `bytes_max` bytes, in arrival order, for a block proposal.
     pub fn reap(&self, txs_max: usize, bytes_max: u64) -> Vec<Tx> {
-        let mut out = Vec::with_capacity(txs_max.min(self.by_hash.len()));
+        self.reap_hashed(txs_max, bytes_max).0
+    }
+
+    /// [`Mempool::reap`], with the txs' hashes (`.1[i]` is the hash of `.0[i]`).
+    pub fn reap_hashed(&self, txs_max: usize, bytes_max: u64) -> (Vec<Tx>, Vec<TxHash>) {
+        let len = txs_max.min(self.by_hash.len());
+        let (mut txs, mut hashes) = (Vec::with_capacity(len), Vec::with_capacity(len));
         let mut bytes = 0u64;
         for hash in self.order.values() {
-            if out.len() >= txs_max {
+            if txs.len() >= txs_max {
                 break;
             }
             let entry = &self.by_hash[hash];
@@ -168,9 +174,10 @@ impl Mempool {
                 break;
             }
             bytes += entry.bytes;
-            out.push(entry.tx);
+            txs.push(entry.tx);
+            hashes.push(*hash);
         }
-        out
+        (txs, hashes)
     }
 
     /// The `limit` oldest pending txs, in arrival order (for re-gossip).
@@ -295,6 +302,8 @@ mod tests {
         assert_eq!(m.reap(1, 10_000).len(), 1);
         assert_eq!(m.oldest(1).iter().map(|t| t.transfer.nonce).collect::<Vec<_>>(), vec![3]);
         assert_eq!(m.reap(10, 299).len(), 1);
+        let (txs, hashes) = m.reap_hashed(10, 10_000);
+        assert_eq!(hashes, txs.iter().map(Tx::hash).collect::<Vec<_>>());
     }
 
     #[test]

@@ -235,6 +235,18 @@ impl Shared {
         Ok(())
     }
 
+    /// Candidates for a block proposal (see [`crate::mempool::Mempool::reap`]), with a
+    /// verifier that knows them all: they come from the mempool.
+    pub fn reap_for_proposal(
+        &self,
+        txs_max: usize,
+        bytes_max: u64,
+    ) -> (Vec<Tx>, BlockTxVerifier<'_>) {
+        let (txs, hashes) = self.mempool.lock().reap_hashed(txs_max, bytes_max);
+        let in_mempool = hashes.into_iter().collect();
+        (txs, BlockTxVerifier { verifier: &self.verifier, in_mempool })
+    }
+
     /// A verifier for the block whose tx hashes are `tx_hashes` (see [`BlockTxVerifier`]).
     pub fn block_tx_verifier(&self, tx_hashes: &[TxHash]) -> BlockTxVerifier<'_> {
         let mempool = self.mempool.lock();

@@ -332,8 +332,8 @@ impl Driver {
 
     fn propose_block(&mut self, height: Height, round: Round) -> anyhow::Result<BlockHash> {
         let params = &self.shared.genesis.params;
-        let candidates: Vec<Tx> =
-            self.shared.mempool.lock().reap(params.block_txs_max as usize, params.block_bytes_max);
+        let (candidates, verifier) =
+            self.shared.reap_for_proposal(params.block_txs_max as usize, params.block_bytes_max);
         let proposer = self.shared.info.validator_key.context("proposing without a key")?;
         let built = {
             let ledger = self.shared.ledger.read();
@@ -343,7 +343,7 @@ impl Driver {
                     ledger.next_height()
                 );
             }
-            ledger.build_block(&candidates, now_ms(), proposer, &*self.shared.verifier)
+            ledger.build_block(&candidates, now_ms(), proposer, &verifier)
         };
         if !built.skipped.is_empty() {
             // Txs that no longer apply (a conflicting tx committed elsewhere): drop them and
