@@ -234,6 +234,8 @@ pub fn execute_block(
     chain_id: &ChainId,
     verifier: &impl TxVerifier,
 ) -> Result<ExecutionOutcome, ExecError> {
+    // Checked again by `execute_block_hashed`; here so that an oversized list is refused
+    // before it is hashed.
     if txs.len() > BLOCK_TXS_MAX as usize {
         return Err(ExecError::TooManyTxs { count: txs.len(), max: BLOCK_TXS_MAX });
     }

@@ -17,8 +17,6 @@ pub struct IngressStats {
     pub admitted: AtomicU64,
     pub refused: AtomicU64,
     pub bad_signatures: AtomicU64,
-    /// Dropped unverified: the mempool had no room for them.
-    pub dropped_full: AtomicU64,
 }
 
 /// Gossiped batches taken together at most: whatever queued up while the previous ones
@@ -69,7 +67,6 @@ fn admit_batches(shared: &Shared, batches: Vec<Vec<Tx>>, stats: &IngressStats) -
     let batches = cut_to_room(batches, room.granted);
     let dropped = total - room.granted;
     if dropped > 0 {
-        stats.dropped_full.fetch_add(dropped as u64, Ordering::Relaxed);
         shared.metrics.refused_full("gossip", dropped);
     }
     let items: Vec<OwnedItem> = batches

@@ -339,14 +339,14 @@ impl Shared {
             })
             .collect();
         // The txs beyond the mempool's room are refused unverified, in submission order.
-        let room = self.claim_room(decoded.iter().filter(|r| r.is_ok()).count());
-        let mut refused = 0;
-        for r in decoded.iter_mut().filter(|r| r.is_ok()).skip(room.granted) {
-            *r = Err(self.mempool_full());
-            refused += 1;
-        }
-        if refused > 0 {
-            self.metrics.refused_full("rpc", refused);
+        let wanted = decoded.iter().filter(|r| r.is_ok()).count();
+        let room = self.claim_room(wanted);
+        if room.granted < wanted {
+            let full = self.mempool_full();
+            for r in decoded.iter_mut().filter(|r| r.is_ok()).skip(room.granted) {
+                *r = Err(full.clone());
+            }
+            self.metrics.refused_full("rpc", wanted - room.granted);
         }
         let (ok, items): (Vec<usize>, Vec<OwnedItem>) = decoded
             .iter()
