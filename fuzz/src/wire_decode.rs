@@ -82,6 +82,16 @@ pub fn seeds() -> Vec<Vec<u8>> {
         Message::SyncRequest(SyncRequest::SnapshotChunk { height: Height(2), index: 1 }),
         Message::SyncResponse(SyncResponse::Snapshots(vec![snapshot_offer(&b2)])),
         Message::SyncResponse(SyncResponse::SnapshotChunk(snapshot_chunk())),
+        Message::Consensus(ConsensusMsg::CompactProposal {
+            proposal: proposal(0, 1, 0, b1.hash()),
+            block: tally_network::CompactBlock::of(&b1),
+        }),
+        Message::SyncRequest(SyncRequest::BlockTxs {
+            height: Height(1),
+            block_hash: b1.hash(),
+            indices: vec![0, 1],
+        }),
+        Message::SyncResponse(SyncResponse::BlockTxs(b1.txs.clone())),
     ];
     messages
         .iter()

@@ -53,9 +53,10 @@ impl Topics {
 /// The identify protocol version: a peer announcing another one is on another chain (or
 /// speaks another protocol version) and is disconnected.
 /// Version 2: gossip messages are unsigned (version 1 signed them and refused unsigned ones,
-/// so the two cannot share a network).
+/// so the two cannot share a network). Version 3: validators propose with compact proposals,
+/// which version 2 cannot decode.
 pub(crate) fn protocol_version(chain_id: &ChainId) -> String {
-    format!("tally/{chain_id}/2")
+    format!("tally/{chain_id}/3")
 }
 
 #[derive(NetworkBehaviour)]

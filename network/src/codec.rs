@@ -163,6 +163,15 @@ pub fn fit_response(response: SyncResponse, bytes_max: usize) -> SyncResponse {
             SyncResponse::Error("snapshot chunk too large for a sync response".to_string())
         }
         SyncResponse::SnapshotChunk(bytes) => SyncResponse::SnapshotChunk(bytes),
+        // All or nothing: the requester needs every tx it asked for.
+        SyncResponse::BlockTxs(txs)
+            if txs.len() > tally_ledger::BLOCK_TXS_MAX as usize
+                || borsh::object_length(&txs)
+                    .map_or(true, |len| len + SYNC_RESPONSE_OVERHEAD_BYTES > bytes_max) =>
+        {
+            SyncResponse::Error("block txs too large for a sync response".to_string())
+        }
+        SyncResponse::BlockTxs(txs) => SyncResponse::BlockTxs(txs),
         SyncResponse::Error(mut text) => {
             let max = wire::SYNC_ERROR_BYTES_MAX as usize;
             if text.len() > max {

@@ -4,7 +4,7 @@
 //! field's doc says what happens when the queue is full. [`NetworkConfig::validate`] checks
 //! all limits together once, before the swarm starts.
 
-use crate::wire::{SYNC_REQUEST_BYTES, SYNC_RESPONSE_OVERHEAD_BYTES, TX_BATCH_BYTES_MAX};
+use crate::wire::{SYNC_REQUEST_BYTES_MAX, SYNC_RESPONSE_OVERHEAD_BYTES, TX_BATCH_BYTES_MAX};
 use libp2p::Multiaddr;
 use std::time::Duration;
 use tally_crypto::ChainId;
@@ -223,9 +223,9 @@ impl NetworkConfig {
         TX_BATCH_BYTES_MAX.min(self.gossip_bytes_max)
     }
 
-    /// Largest sync request accepted: they have a fixed size.
+    /// Largest sync request accepted: a request for every tx of the largest block.
     pub(crate) fn sync_request_bytes_max(&self) -> usize {
-        SYNC_REQUEST_BYTES
+        SYNC_REQUEST_BYTES_MAX
     }
 }
 

@@ -48,6 +48,8 @@ pub enum RequestError {
     Refused { reason: String },
     #[error("peer sent {got} blocks for a request of {asked}")]
     TooManyBlocks { got: usize, asked: u32 },
+    #[error("peer sent {got} txs for a request of {asked}")]
+    WrongCount { got: usize, asked: usize },
     #[error("peer answered with a {got} response")]
     WrongResponse { got: &'static str },
 }

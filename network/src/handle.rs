@@ -18,7 +18,7 @@ use crate::wire::{
 use libp2p::{Multiaddr, PeerId};
 use std::sync::Arc;
 use std::time::Duration;
-use tally_consensus::{CommitCertificate, Height};
+use tally_consensus::{BlockHash, CommitCertificate, Height};
 use tally_ledger::{Block, SnapshotOffer, Tx};
 use tokio::sync::{mpsc, oneshot};
 
@@ -196,6 +196,26 @@ impl NetworkHandle {
         }
     }
 
+    /// Asks `peer` for the txs at `indices` of the block `block_hash` proposed at `height`.
+    /// The answer has exactly one tx per index; checking them against the compact block's
+    /// hashes is the caller's job.
+    pub async fn request_block_txs(
+        &self,
+        peer: PeerId,
+        height: Height,
+        block_hash: BlockHash,
+        indices: Vec<u32>,
+    ) -> Result<Vec<Tx>, RequestError> {
+        let asked = indices.len();
+        match self.request(peer, SyncRequest::BlockTxs { height, block_hash, indices }).await? {
+            SyncResponse::BlockTxs(txs) if txs.len() != asked => {
+                Err(RequestError::WrongCount { got: txs.len(), asked })
+            }
+            SyncResponse::BlockTxs(txs) => Ok(txs),
+            other => Err(RequestError::WrongResponse { got: response_name(&other) }),
+        }
+    }
+
     /// Reports the node's verdict on a gossip message received under
     /// `GossipValidation::ByNode` (see [`Verdict`]). A no-op for messages the network
     /// already accepted on decode (`gossip.awaiting_report == false`).
@@ -271,5 +291,6 @@ fn response_name(response: &SyncResponse) -> &'static str {
         SyncResponse::Error(_) => "error",
         SyncResponse::Snapshots(_) => "snapshots",
         SyncResponse::SnapshotChunk(_) => "snapshot chunk",
+        SyncResponse::BlockTxs(_) => "block txs",
     }
 }

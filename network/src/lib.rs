@@ -35,7 +35,7 @@ pub use events::{
 pub use handle::{CertifiedBlocks, NetworkHandle, PeerInfo};
 pub use stats::{NetworkStats, StatsSnapshot};
 pub use swarm::spawn;
-pub use wire::{ConsensusMsg, SyncRequest, SyncResponse, TxBatch, WireError};
+pub use wire::{CompactBlock, ConsensusMsg, SyncRequest, SyncResponse, TxBatch, WireError};
 
 pub use libp2p::gossipsub::MessageId;
 pub use libp2p::{Multiaddr, PeerId};

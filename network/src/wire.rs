@@ -8,14 +8,19 @@
 //! Message       = 0 Consensus(ConsensusMsg) | 1 TxBatch | 2 SyncRequest | 3 SyncResponse
 //! ConsensusMsg  = 0 Proposal { SignedProposal, Block } | 1 Vote(SignedVote)
 //!               | 2 Certificate { CommitCertificate, Block }
+//!               | 3 CompactProposal { SignedProposal, CompactBlock }
+//! CompactBlock  = Header || count: u32 (<= BLOCK_TXS_MAX) || count * TxHash (32 bytes)
 //! TxBatch       = count: u32 (<= TX_BATCH_TXS_MAX) || count * Tx
 //! SyncRequest   = 0 Blocks { from: Height (u64), count: u32 (<= SYNC_BLOCKS_MAX) }
 //!               | 1 Snapshots
 //!               | 2 SnapshotChunk { height: Height (u64), index: u32 (< CHUNKS_MAX) }
+//!               | 3 BlockTxs { height: Height (u64), block: BlockHash (32 bytes),
+//!                              count: u32 (<= BLOCK_TXS_MAX) || count * index: u32 }
 //! SyncResponse  = 0 Blocks(count: u32 (<= SYNC_BLOCKS_MAX) || count * (Block, CommitCertificate))
 //!               | 1 Error(len: u32 (<= SYNC_ERROR_BYTES_MAX) || utf-8)
 //!               | 2 Snapshots(count: u32 (<= SNAPSHOT_OFFERS_MAX) || count * SnapshotOffer)
 //!               | 3 SnapshotChunk(len: u32 (<= CHUNK_BYTES_MAX) || bytes)
+//!               | 4 BlockTxs(count: u32 (<= BLOCK_TXS_MAX) || count * Tx)
 //! ```
 //!
 //! `SnapshotOffer` and the chunk bytes are laid out in `tally_ledger::snapshot` (a manifest
@@ -35,9 +40,10 @@
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::fmt;
 use std::io::{self, Read};
-use tally_consensus::{CommitCertificate, Height, SignedProposal, SignedVote};
+use tally_consensus::{BlockHash, CommitCertificate, Height, SignedProposal, SignedVote};
+use tally_ledger::limits::{BLOCK_TXS_MAX, TX_BYTES};
 use tally_ledger::snapshot::{SnapshotOffer, CHUNKS_MAX, CHUNK_BYTES_MAX};
-use tally_ledger::{Block, Tx};
+use tally_ledger::{Block, Header, Tx, TxHash};
 
 /// The version byte every envelope starts with.
 pub const WIRE_VERSION: u8 = 1;
@@ -57,20 +63,79 @@ pub const SYNC_ERROR_BYTES_MAX: u32 = 256;
 /// and offers its newest.
 pub const SNAPSHOT_OFFERS_MAX: u32 = 4;
 
-/// Bytes of a sync request: version, message tag, request tag, height, count.
+/// Bytes of a block sync request: version, message tag, request tag, height, count.
 pub const SYNC_REQUEST_BYTES: usize = 1 + 1 + 1 + 8 + 4;
+
+/// Largest sync request: a [`SyncRequest::BlockTxs`] asking for every tx of the largest
+/// block (version, tags, height, block hash, count, indices).
+pub const SYNC_REQUEST_BYTES_MAX: usize = 1 + 1 + 1 + 8 + 32 + 4 + 4 * BLOCK_TXS_MAX as usize;
 
 /// Bytes of the framing around the items of a [`SyncResponse::Blocks`]: version, message
 /// tag, response tag and the u32 count.
 pub const SYNC_RESPONSE_OVERHEAD_BYTES: usize = 1 + 1 + 1 + 4;
 
-/// A consensus message, gossiped on the consensus topic. A proposal and a certificate carry
-/// their block, so that a validator that missed it can act on the message alone.
+/// A consensus message, gossiped on the consensus topic.
+///
+/// Validators propose with [`ConsensusMsg::CompactProposal`]: the block's header and tx
+/// hashes, about a fifth of the block's bytes. Peers rebuild the block from their mempools
+/// and fetch the txs they lack from a peer ([`SyncRequest::BlockTxs`]). A full
+/// [`ConsensusMsg::Proposal`] is also accepted, and is what a node records in its consensus
+/// log once it has the block. A certificate carries its block, so that a validator that
+/// missed it can act on the message alone.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum ConsensusMsg {
     Proposal { proposal: SignedProposal, block: Block },
     Vote(SignedVote),
     Certificate { certificate: CommitCertificate, block: Block },
+    CompactProposal { proposal: SignedProposal, block: CompactBlock },
+}
+
+/// A block by its header and the hashes of its txs, in block order (at most
+/// `BLOCK_TXS_MAX`). Nothing ties the hashes to the header until
+/// [`CompactBlock::hashes_match_header`] says so: check it before trusting them.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize)]
+pub struct CompactBlock {
+    pub header: Header,
+    pub tx_hashes: Vec<TxHash>,
+}
+
+impl CompactBlock {
+    /// `block` by its tx hashes (`tx_hashes` must be the hashes of `block.txs`, in order).
+    pub fn new(block: &Block, tx_hashes: Vec<TxHash>) -> CompactBlock {
+        debug_assert_eq!(block.txs.len(), tx_hashes.len());
+        CompactBlock { header: block.header.clone(), tx_hashes }
+    }
+
+    /// `block`, hashing its txs.
+    pub fn of(block: &Block) -> CompactBlock {
+        CompactBlock::new(block, block.txs.iter().map(Tx::hash).collect())
+    }
+
+    pub fn hash(&self) -> BlockHash {
+        self.header.hash()
+    }
+
+    /// The encoded length of the full block ([`Block::encoded_len`]): every tx has the
+    /// same size.
+    pub fn block_encoded_len(&self) -> usize {
+        self.header.encoded_len() + 4 + self.tx_hashes.len() * TX_BYTES
+    }
+
+    /// Whether the hashes are the ones the (signed) header commits to: as many as its
+    /// `tx_count`, with its `tx_root`. A relay that changed them is caught here, before
+    /// the block they would rebuild is judged.
+    pub fn hashes_match_header(&self) -> bool {
+        self.tx_hashes.len() == self.header.tx_count as usize
+            && tally_ledger::tx_root(&self.tx_hashes) == self.header.tx_root
+    }
+}
+
+impl BorshDeserialize for CompactBlock {
+    fn deserialize_reader<R: Read>(reader: &mut R) -> io::Result<Self> {
+        let header = Header::deserialize_reader(reader)?;
+        let tx_hashes = read_bounded_vec(reader, BLOCK_TXS_MAX, "compact block tx hashes")?;
+        Ok(CompactBlock { header, tx_hashes })
+    }
 }
 
 /// Transactions gossiped together on the tx topic; at most [`TX_BATCH_TXS_MAX`].
@@ -88,6 +153,10 @@ pub enum SyncRequest {
     Snapshots,
     /// Chunk `index` of the responder's snapshot of `height`.
     SnapshotChunk { height: Height, index: u32 },
+    /// The txs at `indices` (strictly increasing, at most `BLOCK_TXS_MAX`) of the block
+    /// `block_hash` proposed at `height`: what a compact proposal's receiver could not find
+    /// in its mempool.
+    BlockTxs { height: Height, block_hash: BlockHash, indices: Vec<u32> },
 }
 
 /// The answer to a [`SyncRequest`].
@@ -104,6 +173,9 @@ pub enum SyncResponse {
     /// One snapshot chunk's bytes, at most [`CHUNK_BYTES_MAX`]; checked by the requester
     /// against the manifest's hash.
     SnapshotChunk(Vec<u8>),
+    /// The txs asked for by a [`SyncRequest::BlockTxs`], in the order asked; checked by the
+    /// requester against the compact block's hashes.
+    BlockTxs(Vec<Tx>),
 }
 
 /// Every message on the wire, inside the versioned envelope.
@@ -234,6 +306,12 @@ impl BorshDeserialize for SyncRequest {
                 }
                 Ok(SyncRequest::SnapshotChunk { height, index })
             }
+            3 => {
+                let height = Height::deserialize_reader(reader)?;
+                let block_hash = BlockHash::deserialize_reader(reader)?;
+                let indices = read_bounded_vec(reader, BLOCK_TXS_MAX, "block tx indices")?;
+                Ok(SyncRequest::BlockTxs { height, block_hash, indices })
+            }
             tag => Err(bad_tag("sync request", tag)),
         }
     }
@@ -256,6 +334,7 @@ impl BorshDeserialize for SyncResponse {
                 .map(SyncResponse::Snapshots),
             3 => read_bounded_vec(reader, CHUNK_BYTES_MAX as u32, "snapshot chunk bytes")
                 .map(SyncResponse::SnapshotChunk),
+            4 => read_bounded_vec(reader, BLOCK_TXS_MAX, "block txs").map(SyncResponse::BlockTxs),
             tag => Err(bad_tag("sync response", tag)),
         }
     }
@@ -276,6 +355,9 @@ fn check_counts(msg: &Message) -> Result<(), WireError> {
         }
     };
     match msg {
+        Message::Consensus(ConsensusMsg::CompactProposal { block, .. }) => {
+            too_many("compact block tx hashes", block.tx_hashes.len(), BLOCK_TXS_MAX)
+        }
         Message::Consensus(_) => Ok(()),
         Message::TxBatch(TxBatch(txs)) => too_many("tx batch", txs.len(), TX_BATCH_TXS_MAX),
         Message::SyncRequest(SyncRequest::Blocks { count, .. }) => {
@@ -296,6 +378,12 @@ fn check_counts(msg: &Message) -> Result<(), WireError> {
         }
         Message::SyncResponse(SyncResponse::SnapshotChunk(bytes)) => {
             too_many("snapshot chunk bytes", bytes.len(), CHUNK_BYTES_MAX as u32)
+        }
+        Message::SyncRequest(SyncRequest::BlockTxs { indices, .. }) => {
+            too_many("block tx indices", indices.len(), BLOCK_TXS_MAX)
+        }
+        Message::SyncResponse(SyncResponse::BlockTxs(txs)) => {
+            too_many("block txs", txs.len(), BLOCK_TXS_MAX)
         }
     }
 }

@@ -10,8 +10,9 @@ use std::time::Duration;
 use tally_consensus::{CommitCertificate, Height};
 use tally_ledger::Block;
 use tally_network::{
-    spawn, ConsensusEvent, ConsensusMsg, GossipRef, GossipValidation, Multiaddr, NetworkConfig,
-    NetworkEvents, NetworkHandle, PeerId, RequestError, SyncRequest, SyncResponse, Verdict,
+    spawn, CompactBlock, ConsensusEvent, ConsensusMsg, GossipRef, GossipValidation, Multiaddr,
+    NetworkConfig, NetworkEvents, NetworkHandle, PeerId, RequestError, SyncRequest, SyncResponse,
+    Verdict,
 };
 use tokio::time::{sleep, timeout, Instant};
 
@@ -79,6 +80,7 @@ async fn wait_for_peer(events: &mut NetworkEvents, peer: PeerId, connected: bool
 
 /// Answers sync requests from a map of blocks, as a node answers from its store; snapshot
 /// requests get no offers, and chunk `i` is `i + 1` bytes of value `i` (a stand-in store).
+/// Block txs come from the stored block of that height and hash.
 fn serve_blocks(mut events: NetworkEvents, store: BTreeMap<u64, (Block, CommitCertificate)>) {
     tokio::spawn(async move {
         while let Some(request) = events.sync_requests.recv().await {
@@ -91,6 +93,14 @@ fn serve_blocks(mut events: NetworkEvents, store: BTreeMap<u64, (Block, CommitCe
                 SyncRequest::Snapshots => SyncResponse::Snapshots(vec![]),
                 SyncRequest::SnapshotChunk { index, .. } => {
                     SyncResponse::SnapshotChunk(vec![index as u8; index as usize + 1])
+                }
+                SyncRequest::BlockTxs { height, block_hash, indices } => {
+                    match store.get(&height.0).filter(|(b, _)| b.hash() == block_hash) {
+                        Some((block, _)) => SyncResponse::BlockTxs(
+                            indices.iter().map(|&i| block.txs[i as usize]).collect(),
+                        ),
+                        None => SyncResponse::Error("block not here".into()),
+                    }
                 }
             };
             request.responder.respond(response);
@@ -111,10 +121,12 @@ async fn three_nodes_gossip_consensus_and_txs_then_sync_blocks() {
         wait_subscribed(&b, &[ids[0], ids[2]]).await;
         wait_subscribed(&c, &[ids[0], ids[1]]).await;
 
-        // A proposal with its block, from C to A and B.
+        // A compact proposal (header and tx hashes), from C to A and B.
         let block = common::block(1, 20);
+        let compact = CompactBlock::of(&block);
+        assert!(compact.hashes_match_header());
         let proposal =
-            ConsensusMsg::Proposal { proposal: common::proposal(&block), block: block.clone() };
+            ConsensusMsg::CompactProposal { proposal: common::proposal(&block), block: compact };
         c.broadcast_consensus(proposal.clone()).await.unwrap();
         for events in [&mut a_events, &mut b_events] {
             let (msg, from) = next_consensus(events).await;
@@ -147,9 +159,23 @@ async fn three_nodes_gossip_consensus_and_txs_then_sync_blocks() {
         // Snapshot offers and chunks travel the same protocol.
         assert_eq!(b.request_snapshots(ids[0]).await.unwrap(), vec![]);
         assert_eq!(b.request_chunk(ids[0], Height(2), 4).await.unwrap(), vec![4u8; 5]);
+        // The txs of a proposed block, by index: some, then all of them (a request far
+        // larger than a block request).
+        let (block3, _) = &store[&3];
+        let some = b.request_block_txs(ids[0], Height(3), block3.hash(), vec![0, 2]).await;
+        assert_eq!(some.unwrap(), vec![block3.txs[0], block3.txs[2]]);
+        let big = common::block(4, 2000);
+        let big_store = BTreeMap::from([(4, (big.clone(), common::certificate(&big)))]);
+        let all: Vec<u32> = (0..2000).collect();
+        serve_blocks(c_events, big_store);
+        let got = b.request_block_txs(ids[2], Height(4), big.hash(), all).await.unwrap();
+        assert_eq!(got, big.txs);
+        // Another block at that height: refused, not served wrong.
+        let other = b.request_block_txs(ids[0], Height(3), big.hash(), vec![0]).await;
+        assert!(matches!(other, Err(RequestError::Refused { .. })), "{other:?}");
 
         let stats = a.stats();
-        assert_eq!(stats.sync_requests_in, 3);
+        assert_eq!(stats.sync_requests_in, 5);
         assert_eq!(stats.tx_batches_out, 1);
         assert_eq!(stats.decode_failures, 0);
         assert_eq!(b.stats().consensus_in, 1);

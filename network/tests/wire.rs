@@ -4,11 +4,14 @@
 mod common;
 
 use tally_consensus::Height;
+use tally_ledger::BLOCK_TXS_MAX;
 use tally_network::wire::{
     self, decode, encode, Message, MessageKind, SYNC_BLOCKS_MAX, SYNC_ERROR_BYTES_MAX,
     TX_BATCH_TXS_MAX, WIRE_VERSION,
 };
-use tally_network::{fit_response, ConsensusMsg, SyncRequest, SyncResponse, TxBatch, WireError};
+use tally_network::{
+    fit_response, CompactBlock, ConsensusMsg, SyncRequest, SyncResponse, TxBatch, WireError,
+};
 
 const MAX: usize = 1 << 20;
 
@@ -34,7 +37,62 @@ fn samples() -> Vec<Message> {
         ])),
         Message::SyncResponse(SyncResponse::Blocks(Vec::new())),
         Message::SyncResponse(SyncResponse::Error("busy".to_string())),
+        Message::Consensus(ConsensusMsg::CompactProposal {
+            proposal: common::proposal(&b1),
+            block: CompactBlock::of(&b1),
+        }),
+        Message::SyncRequest(SyncRequest::BlockTxs {
+            height: Height(1),
+            block_hash: b1.hash(),
+            indices: vec![0, 2],
+        }),
+        Message::SyncResponse(SyncResponse::BlockTxs(b1.txs.clone())),
     ]
+}
+
+#[test]
+fn a_compact_block_is_checked_against_its_header() {
+    let block = common::block(1, 5);
+    let compact = CompactBlock::of(&block);
+    assert!(compact.hashes_match_header());
+    assert_eq!(compact.hash(), block.hash());
+    assert_eq!(compact.block_encoded_len(), block.encoded_len());
+    // A relay that swaps, drops or replaces a hash is caught.
+    let mut swapped = compact.clone();
+    swapped.tx_hashes.swap(0, 1);
+    assert!(!swapped.hashes_match_header());
+    let mut dropped = compact.clone();
+    dropped.tx_hashes.pop();
+    assert!(!dropped.hashes_match_header());
+    let mut replaced = compact;
+    replaced.tx_hashes[4] = common::txs(6)[5].hash();
+    assert!(!replaced.hashes_match_header());
+}
+
+#[test]
+fn the_largest_block_txs_request_fits_the_request_limit() {
+    let request = Message::SyncRequest(SyncRequest::BlockTxs {
+        height: Height(u64::MAX),
+        block_hash: common::block(1, 0).hash(),
+        indices: (0..BLOCK_TXS_MAX).collect(),
+    });
+    let bytes = encode(&request, wire::SYNC_REQUEST_BYTES_MAX).unwrap();
+    assert_eq!(bytes.len(), wire::SYNC_REQUEST_BYTES_MAX);
+    // One index more is refused by the encoder, and on its count prefix by the decoder.
+    let over = Message::SyncRequest(SyncRequest::BlockTxs {
+        height: Height(1),
+        block_hash: common::block(1, 0).hash(),
+        indices: (0..=BLOCK_TXS_MAX).collect(),
+    });
+    assert!(matches!(encode(&over, usize::MAX), Err(WireError::TooMany { .. })));
+    let mut bytes = vec![WIRE_VERSION, 2, 3];
+    bytes.extend_from_slice(&1u64.to_le_bytes());
+    bytes.extend_from_slice(&[0; 32]);
+    bytes.extend_from_slice(&(BLOCK_TXS_MAX + 1).to_le_bytes());
+    assert!(matches!(
+        decode(&bytes, usize::MAX),
+        Err(WireError::TooMany { what: "block tx indices", .. })
+    ));
 }
 
 #[test]

@@ -97,6 +97,10 @@ impl Mempool {
         self.by_hash.contains_key(hash)
     }
 
+    pub fn get(&self, hash: &TxHash) -> Option<&Tx> {
+        self.by_hash.get(hash).map(|e| &e.tx)
+    }
+
     /// The nonce the sender's next tx must carry, given its committed account.
     pub fn next_nonce(&self, sender: &PublicKey, committed: &Account) -> u64 {
         let pending = self.senders.get(sender).map_or(0, |s| s.by_nonce.len() as u64);

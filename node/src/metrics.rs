@@ -58,6 +58,11 @@ pub struct Metrics {
     pub tx_refused_syncing: Counter,
     /// Txs refused unverified because the mempool had no room, by source (rpc, gossip).
     pub tx_refused_full: Family<Labels, Counter>,
+    /// Compact proposals received, by how their block was rebuilt (`mempool`: every tx was
+    /// in the mempool; `fetched`: some were fetched from a peer; `failed`: the fetch failed).
+    pub compact_proposals: Family<Labels, Counter>,
+    /// Txs of compact proposals fetched from peers (missing from the mempool).
+    pub proposal_txs_fetched: Counter,
     /// Proposals and votes this validator newly signed (recorded in its signing record).
     pub signed_messages: Counter,
     /// Consensus log entries replayed at startup, bytes cut off its tail, write failures.
@@ -133,6 +138,8 @@ impl Metrics {
             subscriptions_dropped: Family::default(),
             tx_refused_syncing: Counter::default(),
             tx_refused_full: Family::default(),
+            compact_proposals: Family::default(),
+            proposal_txs_fetched: Counter::default(),
             signed_messages: Counter::default(),
             wal_replayed: Counter::default(),
             wal_cut_bytes: Counter::default(),
@@ -264,6 +271,20 @@ impl Metrics {
             "Txs refused before their signatures were checked because the mempool had no room",
             self.tx_refused_full.clone(),
         );
+        r.register(
+            "compact_proposals",
+            "Compact proposals received, by how their block was rebuilt (mempool, fetched, failed)",
+            self.compact_proposals.clone(),
+        );
+        r.register(
+            "proposal_txs_fetched",
+            "Txs of compact proposals fetched from peers because the mempool lacked them",
+            self.proposal_txs_fetched.clone(),
+        );
+    }
+
+    pub fn compact_proposal(&self, rebuilt: &'static str) {
+        self.compact_proposals.get_or_create(&vec![("rebuilt", rebuilt.to_string())]).inc();
     }
 
     pub fn refused_full(&self, source: &'static str, count: usize) {

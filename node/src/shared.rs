@@ -254,6 +254,13 @@ impl Shared {
         BlockTxVerifier { verifier: &self.verifier, in_mempool }
     }
 
+    /// The mempool's copies of the txs `tx_hashes`, in order (`None` where it has none),
+    /// under one lock: what a compact proposal's block is rebuilt from.
+    pub fn txs_from_mempool(&self, tx_hashes: &[TxHash]) -> Vec<Option<Tx>> {
+        let mempool = self.mempool.lock();
+        tx_hashes.iter().map(|h| mempool.get(h).copied()).collect()
+    }
+
     /// Claims mempool room for up to `wanted` txs about to be verified; the claim holds how
     /// many may go on, and gives the room back when dropped (after their admission). Txs
     /// beyond it are refused before their signatures are checked: under overload, verifying

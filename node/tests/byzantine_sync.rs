@@ -72,6 +72,14 @@ async fn answer(net: NetworkHandle, upstream: PeerId, request: InboundSyncReques
                 Err(_) => return,
             }
         }
+        // Txs of a proposed block (a compact proposal's receiver lacked them): relayed as
+        // they are.
+        SyncRequest::BlockTxs { height, block_hash, indices } => {
+            match net.request_block_txs(upstream, height, block_hash, indices).await {
+                Ok(txs) => SyncResponse::BlockTxs(txs),
+                Err(_) => return,
+            }
+        }
     };
     request.responder.respond(response);
 }

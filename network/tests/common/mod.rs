@@ -32,7 +32,7 @@ pub fn block(height: u64, tx_count: u64) -> Block {
         height: Height(height),
         time_ms: 1_700_000_000_000 + height,
         prev_block_hash: BlockHash(Hash::digest(&height.to_le_bytes())),
-        tx_root: Hash::digest(b"txs"),
+        tx_root: tally_ledger::tx_root(&txs.iter().map(Tx::hash).collect::<Vec<_>>()),
         tx_count: u32::try_from(txs.len()).expect("few txs"),
         state_root: Hash::digest(b"state"),
         proposer: Keypair::derive_insecure("validator/0").public(),

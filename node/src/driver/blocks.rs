@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tally_consensus::{BlockHash, Height, Round};
-use tally_ledger::{Block, ExecutionOutcome};
+use tally_ledger::{Block, ExecutionOutcome, TxHash};
 
 /// Heights ahead of the current one whose proposed blocks are kept.
 const HEIGHTS_AHEAD_MAX: u64 = 2;
@@ -89,6 +89,11 @@ impl PendingBlocks {
 
     pub fn get(&self, height: Height, hash: &BlockHash) -> Option<Arc<Block>> {
         self.by_height.get(&height)?.get(hash).map(|(_, b)| b.clone())
+    }
+
+    /// The tx hashes of a block judged valid (computed when it was executed).
+    pub fn tx_hashes(&self, hash: &BlockHash) -> Option<&[TxHash]> {
+        Some(&self.verdicts.get(hash)?.as_ref()?.tx_hashes)
     }
 
     /// `Some(valid)` if the block was judged.

@@ -11,6 +11,7 @@ pub(super) fn height_of(msg: &ConsensusMsg) -> Height {
         ConsensusMsg::Proposal { proposal, .. } => proposal.proposal.height,
         ConsensusMsg::Vote(v) => v.vote.height,
         ConsensusMsg::Certificate { certificate, .. } => certificate.height,
+        ConsensusMsg::CompactProposal { proposal, .. } => proposal.proposal.height,
     }
 }
 
@@ -44,15 +45,35 @@ impl Driver {
         if !ok {
             return Ok(());
         }
+        match msg {
+            ConsensusMsg::CompactProposal { proposal, block } => {
+                self.on_compact_proposal(proposal, block, from.propagation_source).await
+            }
+            msg => self.accept_message(msg, from.propagation_source).await,
+        }
+    }
+
+    /// A verified message with its block, if it has one (a compact proposal comes here once
+    /// its block is rebuilt): logged, then fed to the core.
+    pub(super) async fn accept_message(
+        &mut self,
+        msg: ConsensusMsg,
+        source: tally_network::PeerId,
+    ) -> anyhow::Result<()> {
+        let (current, height) = (self.core.height(), height_of(&msg));
+        if height < current {
+            // Its height committed while its block was being fetched.
+            return Ok(());
+        }
         // A verified message from a later height: the others have committed blocks that
         // this node does not have.
         if height > current {
-            self.start_sync(from.propagation_source);
+            self.start_sync(source);
             let block_bytes = match &msg {
                 ConsensusMsg::Proposal { block, .. } | ConsensusMsg::Certificate { block, .. } => {
                     block.encoded_len()
                 }
-                ConsensusMsg::Vote(_) => 0,
+                ConsensusMsg::Vote(_) | ConsensusMsg::CompactProposal { .. } => 0,
             };
             if height == current.next()
                 && self.wal.is_some()
@@ -88,6 +109,11 @@ impl Driver {
                     self.block_arrived(hash).await?;
                 }
             }
+            // Never logged (the log records the proposal with its rebuilt block), so never
+            // replayed.
+            ConsensusMsg::CompactProposal { proposal, .. } => {
+                tracing::warn!(height = %proposal.proposal.height, "skipped a compact proposal found in the consensus log");
+            }
         }
         Ok(())
     }
@@ -111,6 +137,16 @@ impl Driver {
             ConsensusMsg::Certificate { certificate, block } => {
                 block_ok(block, certificate.height, certificate.block_hash)
                     && certificate.verify(chain_id, validators, verifier).is_ok()
+            }
+            // The hashes last: checking them against the header costs a Merkle root.
+            ConsensusMsg::CompactProposal { proposal, block } => {
+                let p = &proposal.proposal;
+                block.header.height == p.height
+                    && block.block_encoded_len() as u64
+                        <= self.shared.genesis.params.block_bytes_max
+                    && block.hash() == p.block_hash
+                    && proposal.verify(chain_id, validators, verifier).is_ok()
+                    && block.hashes_match_header()
             }
         }
     }

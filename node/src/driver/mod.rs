@@ -8,6 +8,7 @@
 //! does stop it (the node must not run on with an unknown state).
 
 mod blocks;
+mod compact;
 mod messages;
 mod replay;
 mod snapshots;
@@ -25,7 +26,7 @@ use tally_consensus::{
     BlockHash, CommitCertificate, Core, Height, Input, Output, Round, SignedMessage, Timeout,
 };
 use tally_ledger::{Block, ExecutionOutcome, Tx, TxHash};
-use tally_network::{ConsensusMsg, NetworkEvents, NetworkHandle};
+use tally_network::{CompactBlock, ConsensusMsg, NetworkEvents, NetworkHandle};
 use tokio::sync::mpsc;
 
 /// Next-height messages kept for the next height's consensus log: a proposal and the votes
@@ -62,6 +63,10 @@ pub struct Driver {
     timeout_tx: mpsc::Sender<Timeout>,
     timeout_rx: mpsc::Receiver<Timeout>,
     blocks: PendingBlocks,
+    /// Blocks of compact proposals whose txs are being fetched, and the fetches' answers.
+    fillings: compact::Fillings,
+    fill_tx: mpsc::Sender<compact::FillResult>,
+    fill_rx: mpsc::Receiver<compact::FillResult>,
     /// A decision whose block has not arrived yet (after a restart, the core may decide a
     /// value it knew from its signing record): committed when the block arrives, or by
     /// block sync from peers that committed it.
@@ -94,6 +99,7 @@ impl Driver {
         let (wal, recovered) = wal.unzip();
         let (timeout_tx, timeout_rx) = mpsc::channel(1024);
         let (sync_tx, sync_rx) = mpsc::channel(4);
+        let (fill_tx, fill_rx) = mpsc::channel(16);
         Driver {
             shared,
             core,
@@ -106,6 +112,9 @@ impl Driver {
             timeout_tx,
             timeout_rx,
             blocks: PendingBlocks::default(),
+            fillings: compact::Fillings::default(),
+            fill_tx,
+            fill_rx,
             pending_decision: None,
             next_height_at: None,
             sync_tx,
@@ -156,10 +165,12 @@ impl Driver {
                     None => bail!("the network stopped"),
                 },
                 Some(result) = self.sync_rx.recv() => self.on_sync_result(result).await?,
+                Some(result) = self.fill_rx.recv() => self.on_fill_result(result).await?,
                 Some(request) = events.sync_requests.recv() => match request.request {
                     tally_network::SyncRequest::Blocks { .. } => {
                         sync::serve_sync(self.shared.clone(), request, sync_bytes_max);
                     }
+                    tally_network::SyncRequest::BlockTxs { .. } => self.serve_block_txs(request),
                     _ => snapshots::serve_snapshot_request(
                         self.snapshots.as_ref().map(|s| s.dir.clone()),
                         request,
@@ -298,7 +309,11 @@ impl Driver {
                     tracing::warn!(height = %p.height, round = %p.round, "not re-sending a proposal whose block this node no longer has");
                     return;
                 };
-                ConsensusMsg::Proposal { proposal, block: (*block).clone() }
+                let compact = match self.blocks.tx_hashes(&p.block_hash) {
+                    Some(hashes) => CompactBlock::new(&block, hashes.to_vec()),
+                    None => CompactBlock::of(&block),
+                };
+                ConsensusMsg::CompactProposal { proposal, block: compact }
             }
             SignedMessage::Vote(vote) => ConsensusMsg::Vote(vote),
         };
@@ -482,6 +497,7 @@ impl Driver {
             "committed block"
         );
         self.blocks.committed(height);
+        self.fillings.committed(height);
         self.maybe_snapshot(block, certificate);
         if self.pending_decision.as_ref().is_some_and(|c| c.height <= height) {
             self.pending_decision = None;

@@ -113,7 +113,10 @@ impl Driver {
 fn entry_round(entry: &WalEntry) -> Round {
     match entry {
         WalEntry::Height(_) => Round(0),
-        WalEntry::Received(ConsensusMsg::Proposal { proposal, .. }) => proposal.proposal.round,
+        WalEntry::Received(
+            ConsensusMsg::Proposal { proposal, .. }
+            | ConsensusMsg::CompactProposal { proposal, .. },
+        ) => proposal.proposal.round,
         WalEntry::Received(ConsensusMsg::Vote(v)) => v.vote.round,
         WalEntry::Received(ConsensusMsg::Certificate { certificate, .. }) => certificate.round,
         WalEntry::OwnBlock { round, .. } => *round,

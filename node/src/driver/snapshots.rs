@@ -107,7 +107,8 @@ pub(super) fn serve_snapshot_request(dir: Option<SnapshotDir>, request: InboundS
                     }
                 }
             }
-            tally_network::SyncRequest::Blocks { .. } => {
+            tally_network::SyncRequest::Blocks { .. }
+            | tally_network::SyncRequest::BlockTxs { .. } => {
                 SyncResponse::Error("not a snapshot request".into())
             }
         };

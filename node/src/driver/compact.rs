@@ -1,0 +1,219 @@
+//! Compact proposals: a proposal carries its block's header and tx hashes, not its txs.
+//!
+//! Every validator already holds most of a block's txs in its mempool (gossip brought them
+//! there, verified), so the proposer sends about 32 bytes per tx instead of 144, once,
+//! instead of a full block that gossipsub would also forward between the others. A
+//! receiver rebuilds the block from its mempool; the txs it lacks (gossip it dropped while
+//! full, txs still being verified) it fetches from the peer that sent the proposal, then
+//! from the other peers, each answer checked against the hashes. The rebuilt block then goes
+//! the way a full proposal goes: into the consensus log, then to the core.
+//!
+//! Bounded against a Byzantine proposer: rebuilds are kept only within the window the
+//! pending blocks use, at most `FILLING_MAX` at a time, and dropped at each commit. A fetch
+//! that fails leaves the block missing: the core's round times out as for a proposal that
+//! never arrived, and the proposer's re-sent proposal starts another fetch.
+
+use super::Driver;
+use std::collections::HashMap;
+use std::time::Duration;
+use tally_consensus::{BlockHash, Height, SignedProposal};
+use tally_ledger::{Block, Tx, TxHash};
+use tally_network::{CompactBlock, ConsensusMsg, InboundSyncRequest, NetworkHandle, PeerId};
+use tally_network::{SyncRequest, SyncResponse};
+
+/// Blocks being rebuilt at once: the proposals of a few rounds.
+const FILLING_MAX: usize = 8;
+/// Signed proposals kept per block being rebuilt (a block may be proposed again in a later
+/// round while its txs are fetched).
+const PROPOSALS_PER_FILLING_MAX: usize = 4;
+
+/// A block whose txs are being fetched.
+pub(super) struct Filling {
+    proposals: Vec<SignedProposal>,
+    block: CompactBlock,
+    /// The txs found so far, by position in the block.
+    txs: Vec<Option<Tx>>,
+    /// Where the proposal came from (block sync starts there if it is ahead).
+    source: PeerId,
+}
+
+/// What a fetch brought: the block's hash and its missing txs by index, or why not.
+pub(super) type FillResult = (BlockHash, Result<Vec<(u32, Tx)>, String>);
+
+#[derive(Default)]
+pub(super) struct Fillings {
+    by_hash: HashMap<BlockHash, Filling>,
+}
+
+impl Fillings {
+    /// After `height` committed: forget its rebuilds and those below.
+    pub(super) fn committed(&mut self, height: Height) {
+        self.by_hash.retain(|_, f| f.block.header.height > height);
+    }
+}
+
+impl Driver {
+    /// A verified compact proposal: rebuild its block, from the mempool or by fetching.
+    pub(super) async fn on_compact_proposal(
+        &mut self,
+        proposal: SignedProposal,
+        block: CompactBlock,
+        source: PeerId,
+    ) -> anyhow::Result<()> {
+        let hash = block.hash();
+        let height = block.header.height;
+        if let Some(known) = self.blocks.get(height, &hash) {
+            // A block proposed again (a later round, a re-sent proposal): only the signed
+            // proposal is new.
+            let msg = ConsensusMsg::Proposal { proposal, block: (*known).clone() };
+            return self.accept_message(msg, source).await;
+        }
+        if let Some(filling) = self.fillings.by_hash.get_mut(&hash) {
+            if filling.proposals.len() < PROPOSALS_PER_FILLING_MAX
+                && !filling.proposals.contains(&proposal)
+            {
+                filling.proposals.push(proposal);
+            }
+            return Ok(());
+        }
+        let txs = self.shared.txs_from_mempool(&block.tx_hashes);
+        let missing: Vec<u32> =
+            txs.iter().enumerate().filter(|(_, t)| t.is_none()).map(|(i, _)| i as u32).collect();
+        if missing.is_empty() {
+            self.shared.metrics.compact_proposal("mempool");
+            let txs = txs.into_iter().flatten().collect();
+            let msg =
+                ConsensusMsg::Proposal { proposal, block: Block { header: block.header, txs } };
+            return self.accept_message(msg, source).await;
+        }
+        let w = self.window();
+        let round = proposal.proposal.round;
+        let in_window = height.0 <= w.height.0 + 2
+            && (height > w.height || round.0 <= w.round.0.saturating_add(w.rounds_ahead_max));
+        if !in_window || self.fillings.by_hash.len() >= FILLING_MAX {
+            tracing::debug!(%height, %round, %hash, "not rebuilding a compact proposal beyond the window");
+            return Ok(());
+        }
+        let expected: Vec<TxHash> = missing.iter().map(|&i| block.tx_hashes[i as usize]).collect();
+        tracing::debug!(%height, %round, missing = missing.len(), %source, "fetching the txs of a compact proposal");
+        let timeout = Duration::from_millis(self.shared.config.consensus.sync_request_timeout_ms);
+        let (net, done) = (self.net.clone(), self.fill_tx.clone());
+        tokio::spawn(async move {
+            let result = fetch_txs(&net, source, height, hash, missing, &expected, timeout).await;
+            let _ = done.send((hash, result)).await;
+        });
+        self.fillings
+            .by_hash
+            .insert(hash, Filling { proposals: vec![proposal], block, txs, source });
+        Ok(())
+    }
+
+    /// A fetch finished: complete the block and hand its proposals on.
+    pub(super) async fn on_fill_result(
+        &mut self,
+        (hash, result): FillResult,
+    ) -> anyhow::Result<()> {
+        // Gone if its height committed meanwhile.
+        let Some(mut filling) = self.fillings.by_hash.remove(&hash) else { return Ok(()) };
+        let height = filling.block.header.height;
+        let found = match result {
+            Ok(found) => found,
+            Err(e) => {
+                self.shared.metrics.compact_proposal("failed");
+                tracing::warn!(%height, %hash, error = %e, "could not fetch the txs of a proposed block");
+                return Ok(());
+            }
+        };
+        self.shared.metrics.compact_proposal("fetched");
+        self.shared.metrics.proposal_txs_fetched.inc_by(found.len() as u64);
+        for (index, tx) in found {
+            filling.txs[index as usize] = Some(tx);
+        }
+        let txs: Option<Vec<Tx>> = filling.txs.into_iter().collect();
+        let Some(txs) = txs else {
+            // fetch_txs answers every index it was given or fails.
+            anyhow::bail!("a fetch for block {hash} left txs missing");
+        };
+        let block = Block { header: filling.block.header, txs };
+        let mut proposals = filling.proposals;
+        let last = proposals.pop();
+        for proposal in proposals {
+            let msg = ConsensusMsg::Proposal { proposal, block: block.clone() };
+            self.accept_message(msg, filling.source).await?;
+        }
+        match last {
+            Some(proposal) => {
+                let msg = ConsensusMsg::Proposal { proposal, block };
+                self.accept_message(msg, filling.source).await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Answers a peer's request for txs of a block this node holds (its own proposal, or
+    /// one it rebuilt); refused if it does not hold it, or if the indices are not strictly
+    /// increasing positions in the block.
+    pub(super) fn serve_block_txs(&self, request: InboundSyncRequest) {
+        let SyncRequest::BlockTxs { height, block_hash, indices } = &request.request else {
+            request.responder.respond(SyncResponse::Error("not a block txs request".into()));
+            return;
+        };
+        let Some(block) = self.blocks.get(*height, block_hash) else {
+            request.responder.respond(SyncResponse::Error("block not here".into()));
+            return;
+        };
+        let increasing = indices.windows(2).all(|w| w[0] < w[1]);
+        if !increasing || indices.last().is_some_and(|&i| i as usize >= block.txs.len()) {
+            request.responder.respond(SyncResponse::Error("bad tx indices".into()));
+            return;
+        }
+        let txs = indices.iter().map(|&i| block.txs[i as usize]).collect();
+        request.responder.respond(SyncResponse::BlockTxs(txs));
+    }
+}
+
+/// Asks `first`, then every other peer subscribed to consensus, for the txs at `indices`,
+/// until one answers with exactly the txs `expected` (their hashes). A peer that answers
+/// with other txs is penalized: it cannot hold a block with those hashes and serve them
+/// wrong by accident.
+async fn fetch_txs(
+    net: &NetworkHandle,
+    first: PeerId,
+    height: Height,
+    hash: BlockHash,
+    indices: Vec<u32>,
+    expected: &[TxHash],
+    timeout: Duration,
+) -> Result<Vec<(u32, Tx)>, String> {
+    let mut peers = vec![first];
+    if let Ok(connected) = net.peers().await {
+        peers.extend(
+            connected
+                .into_iter()
+                .filter(|p| p.consensus_subscribed && p.peer_id != first)
+                .map(|p| p.peer_id),
+        );
+    }
+    let mut errors = Vec::new();
+    for peer in peers {
+        let request = net.request_block_txs(peer, height, hash, indices.clone());
+        let txs = match tokio::time::timeout(timeout, request).await {
+            Ok(Ok(txs)) => txs,
+            Ok(Err(e)) => {
+                errors.push(format!("{peer}: {e}"));
+                continue;
+            }
+            Err(_) => {
+                errors.push(format!("{peer}: timed out after {} ms", timeout.as_millis()));
+                continue;
+            }
+        };
+        if txs.iter().zip(expected).all(|(tx, want)| tx.hash() == *want) {
+            return Ok(indices.into_iter().zip(txs).collect());
+        }
+        tracing::warn!(%peer, %height, %hash, "peer served txs that are not the proposed block's");
+        let _ = net.penalize(peer).await;
+        errors.push(format!("{peer}: served other txs"));
+    }
+    Err(format!("no peer served them ({})", errors.join("; ")))
+}
