@@ -79,22 +79,44 @@ impl Verifier {
 
     /// Verifies every item, in batches spread over rayon's threads (at least
     /// `PARALLEL_CHUNK_MIN` signatures per thread); the result at index i is item i's
-    /// verdict. Items found in the verified-signature cache are not verified again.
+    /// verdict. Items found in the verified-signature cache are not verified again; those
+    /// verified now are added to it.
     pub fn verify_many(&self, items: &[SignedItem<'_>]) -> Vec<Result<(), VerifyError>> {
+        self.verify_many_with(items, true)
+    }
+
+    /// [`Verifier::verify_many`] without the verified-signature cache: for items that are
+    /// new to the caller (a node's tx admission, which keeps what it verified in its
+    /// mempool), where probing and filling the cache costs a digest of each item for
+    /// nothing.
+    pub fn verify_many_uncached(&self, items: &[SignedItem<'_>]) -> Vec<Result<(), VerifyError>> {
+        self.verify_many_with(items, false)
+    }
+
+    fn verify_many_with(
+        &self,
+        items: &[SignedItem<'_>],
+        cached: bool,
+    ) -> Vec<Result<(), VerifyError>> {
         let mut out = vec![Ok(()); items.len()];
         let chunks = (items.len() / PARALLEL_CHUNK_MIN).clamp(1, rayon::current_num_threads());
         let chunk = items.len().div_ceil(chunks).clamp(1, self.batch_size);
         out.par_chunks_mut(chunk)
             .zip(items.par_chunks(chunk))
-            .for_each(|(verdicts, chunk)| self.verify_chunk(chunk, verdicts));
+            .for_each(|(verdicts, chunk)| self.verify_chunk(chunk, verdicts, cached));
         out
     }
 
-    fn verify_chunk(&self, chunk: &[SignedItem<'_>], verdicts: &mut [Result<(), VerifyError>]) {
-        let mut pending: Vec<(usize, Hash, ParsedKey)> = Vec::with_capacity(chunk.len());
+    fn verify_chunk(
+        &self,
+        chunk: &[SignedItem<'_>],
+        verdicts: &mut [Result<(), VerifyError>],
+        cached: bool,
+    ) {
+        let mut pending: Vec<(usize, Option<Hash>, ParsedKey)> = Vec::with_capacity(chunk.len());
         for (i, item) in chunk.iter().enumerate() {
-            let digest = SigCache::digest(item.key, item.message, item.signature);
-            if self.sigs.contains(&digest) {
+            let digest = cached.then(|| SigCache::digest(item.key, item.message, item.signature));
+            if digest.is_some_and(|d| self.sigs.contains(&d)) {
                 continue;
             }
             match self.keys.parse(item.key) {
@@ -108,17 +130,19 @@ impl Verifier {
             .collect();
         let failures = verify_batch(&batch).err().map(|e| e.failures).unwrap_or_default();
         let mut failed = failures.iter().peekable();
-        let mut verified = Vec::with_capacity(pending.len());
+        let mut verified = Vec::with_capacity(if cached { pending.len() } else { 0 });
         for (pos, (i, digest, _)) in pending.iter().enumerate() {
             match failed.peek() {
                 Some((bad, err)) if *bad == pos => {
                     verdicts[*i] = Err(*err);
                     failed.next();
                 }
-                _ => verified.push(*digest),
+                _ => verified.extend(*digest),
             }
         }
-        self.sigs.insert_many(verified);
+        if cached {
+            self.sigs.insert_many(verified);
+        }
     }
 }
 
@@ -153,5 +177,11 @@ mod tests {
         }
         assert_eq!(v.sig_cache().len(), 99);
         assert_eq!(v.key_cache().len(), 5);
+
+        // Uncached: the same verdicts, and the signature cache is neither read nor filled.
+        let fresh = Verifier::new(VerifierConfig { batch_size: 16, ..Default::default() });
+        assert_eq!(fresh.verify_many_uncached(&items), verdicts);
+        assert_eq!(fresh.sig_cache().len(), 0);
+        assert_eq!(fresh.key_cache().len(), 5);
     }
 }

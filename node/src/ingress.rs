@@ -62,6 +62,8 @@ pub async fn run_tx_ingress(
 /// (they are not forwarded: this node cannot vouch for them).
 fn admit_batches(shared: &Shared, batches: Vec<Vec<Tx>>, stats: &IngressStats) -> Vec<Verdict> {
     stats.batches.fetch_add(batches.len() as u64, Ordering::Relaxed);
+    // Re-gossiped txs this node already holds need neither room nor a second check.
+    let batches = shared.without_pending(batches);
     let total: usize = batches.iter().map(Vec::len).sum();
     let room = shared.claim_room(total);
     let batches = cut_to_room(batches, room.granted);

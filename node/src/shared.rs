@@ -254,6 +254,24 @@ impl Shared {
         BlockTxVerifier { verifier: &self.verifier, in_mempool }
     }
 
+    /// `batches` without the txs the mempool already holds (hashed before the lock is taken).
+    pub fn without_pending(&self, batches: Vec<Vec<Tx>>) -> Vec<Vec<Tx>> {
+        let hashes: Vec<Vec<TxHash>> =
+            batches.iter().map(|txs| txs.iter().map(Tx::hash).collect()).collect();
+        let mempool = self.mempool.lock();
+        batches
+            .into_iter()
+            .zip(hashes)
+            .map(|(txs, hashes)| {
+                txs.into_iter()
+                    .zip(hashes)
+                    .filter(|(_, h)| !mempool.contains(h))
+                    .map(|(t, _)| t)
+                    .collect()
+            })
+            .collect()
+    }
+
     /// The mempool's copies of the txs `tx_hashes`, in order (`None` where it has none),
     /// under one lock: what a compact proposal's block is rebuilt from.
     pub fn txs_from_mempool(&self, tx_hashes: &[TxHash]) -> Vec<Option<Tx>> {
