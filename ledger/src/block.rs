@@ -107,6 +107,15 @@ impl Block {
         tx_root(&self.tx_hashes())
     }
 
+    /// Whether the txs are the ones the header commits to: `tx_count` of them, with root
+    /// `tx_root`. The block hash covers only the header, so a body swapped under an
+    /// honest header keeps the hash: check this before keeping a block received from a
+    /// peer under that hash.
+    pub fn body_matches_header(&self) -> bool {
+        self.txs.len() == self.header.tx_count as usize
+            && self.compute_tx_root() == self.header.tx_root
+    }
+
     /// Inclusion proof of tx `index` against `header.tx_root`.
     pub fn tx_proof(&self, index: u32) -> Option<TxProof> {
         tx_proof(&self.tx_hashes(), index)
@@ -184,6 +193,23 @@ mod tests {
         let mut other = block.clone();
         other.header.time_ms += 1;
         assert_ne!(other.hash(), block.hash());
+    }
+
+    #[test]
+    fn a_body_swapped_under_the_header_is_caught() {
+        let block = sample_block(3);
+        assert!(block.body_matches_header());
+        // Same header, so same hash: only the body check tells them apart.
+        let mut emptied = block.clone();
+        emptied.txs.clear();
+        assert_eq!(emptied.hash(), block.hash());
+        assert!(!emptied.body_matches_header());
+        let mut swapped = block.clone();
+        swapped.txs.swap(0, 2);
+        assert!(!swapped.body_matches_header());
+        let mut replaced = block.clone();
+        replaced.txs[1] = sample_block(4).txs[3];
+        assert!(!replaced.body_matches_header());
     }
 
     #[test]

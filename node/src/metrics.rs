@@ -59,7 +59,8 @@ pub struct Metrics {
     /// Txs refused unverified because the mempool had no room, by source (rpc, gossip).
     pub tx_refused_full: Family<Labels, Counter>,
     /// Compact proposals received, by how their block was rebuilt (`mempool`: every tx was
-    /// in the mempool; `fetched`: some were fetched from a peer; `failed`: the fetch failed).
+    /// in the mempool; `fetched`: some were fetched from a peer; `failed`: not rebuilt, the
+    /// fetch failed or the proposal was beyond the window of blocks kept).
     pub compact_proposals: Family<Labels, Counter>,
     /// Txs of compact proposals fetched from peers (missing from the mempool).
     pub proposal_txs_fetched: Counter,
@@ -273,7 +274,7 @@ impl Metrics {
         );
         r.register(
             "compact_proposals",
-            "Compact proposals received, by how their block was rebuilt (mempool, fetched, failed)",
+            "Compact proposals received, by how their block was rebuilt (mempool, fetched; failed: not rebuilt)",
             self.compact_proposals.clone(),
         );
         r.register(

@@ -9,9 +9,13 @@
 //! the way a full proposal goes: into the consensus log, then to the core.
 //!
 //! Bounded against a Byzantine proposer: rebuilds are kept only within the window the
-//! pending blocks use, at most `FILLING_MAX` at a time, and dropped at each commit. A fetch
-//! that fails leaves the block missing: the core's round times out as for a proposal that
-//! never arrived, and the proposer's re-sent proposal starts another fetch.
+//! pending blocks use (rounds too), at most `FILLING_MAX` at a time, a rebuild of the
+//! current height evicting one of a later height when all are taken, and dropped (their
+//! fetches stopped) at each commit. Each peer gets `FETCH_TIMEOUT` to answer, so a relay
+//! that stalls costs a proposal seconds, not the round. A fetch that fails leaves the
+//! block missing: the core's round times out as for a proposal that never arrived, and the
+//! proposer's re-sent proposal starts another fetch. Peers' requests are answered off the
+//! consensus task.
 
 use super::Driver;
 use std::collections::HashMap;
@@ -19,13 +23,19 @@ use std::time::Duration;
 use tally_consensus::{BlockHash, Height, SignedProposal};
 use tally_ledger::{Block, Tx, TxHash};
 use tally_network::{CompactBlock, ConsensusMsg, InboundSyncRequest, NetworkHandle, PeerId};
-use tally_network::{SyncRequest, SyncResponse};
+use tally_network::{RequestError, SyncRequest, SyncResponse};
 
 /// Blocks being rebuilt at once: the proposals of a few rounds.
 const FILLING_MAX: usize = 8;
 /// Signed proposals kept per block being rebuilt (a block may be proposed again in a later
 /// round while its txs are fetched).
 const PROPOSALS_PER_FILLING_MAX: usize = 4;
+/// How long one peer gets to answer a fetch before the next is asked (the consensus
+/// config's sync request timeout, if shorter). The largest answer is a block's txs, about
+/// 7 MB at the hard limit.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Heights ahead of the current one whose proposals are rebuilt (as `blocks` keeps them).
+const HEIGHTS_AHEAD_MAX: u64 = 2;
 
 /// A block whose txs are being fetched.
 pub(super) struct Filling {
@@ -35,6 +45,8 @@ pub(super) struct Filling {
     txs: Vec<Option<Tx>>,
     /// Where the proposal came from (block sync starts there if it is ahead).
     source: PeerId,
+    /// The fetch, stopped if the rebuild is dropped.
+    fetch: tokio::task::JoinHandle<()>,
 }
 
 /// What a fetch brought: the block's hash and its missing txs by index, or why not.
@@ -46,9 +58,40 @@ pub(super) struct Fillings {
 }
 
 impl Fillings {
-    /// After `height` committed: forget its rebuilds and those below.
+    /// After `height` committed: forget its rebuilds and those below, and stop their
+    /// fetches.
     pub(super) fn committed(&mut self, height: Height) {
-        self.by_hash.retain(|_, f| f.block.header.height > height);
+        self.by_hash.retain(|_, f| {
+            let keep = f.block.header.height > height;
+            if !keep {
+                f.fetch.abort();
+            }
+            keep
+        });
+    }
+
+    /// Room for a rebuild at `height` (the current height is `current`): there is a free
+    /// slot, or one of a later height is given up for it.
+    fn make_room(&mut self, height: Height, current: Height) -> bool {
+        if self.by_hash.len() < FILLING_MAX {
+            return true;
+        }
+        if height > current {
+            return false;
+        }
+        let later = self
+            .by_hash
+            .iter()
+            .filter(|(_, f)| f.block.header.height > current)
+            .max_by_key(|(_, f)| f.block.header.height)
+            .map(|(hash, _)| *hash);
+        match later.and_then(|hash| self.by_hash.remove(&hash)) {
+            Some(evicted) => {
+                evicted.fetch.abort();
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -86,25 +129,33 @@ impl Driver {
                 ConsensusMsg::Proposal { proposal, block: Block { header: block.header, txs } };
             return self.accept_message(msg, source).await;
         }
+        // The window of `PendingBlocks::insert`: a later height only up to its first
+        // `rounds_ahead_max` rounds, the current one up to as many rounds ahead.
         let w = self.window();
         let round = proposal.proposal.round;
-        let in_window = height.0 <= w.height.0 + 2
-            && (height > w.height || round.0 <= w.round.0.saturating_add(w.rounds_ahead_max));
-        if !in_window || self.fillings.by_hash.len() >= FILLING_MAX {
+        let round_max = if height == w.height {
+            w.round.0.saturating_add(w.rounds_ahead_max)
+        } else {
+            w.rounds_ahead_max
+        };
+        let in_window = height.0 <= w.height.0 + HEIGHTS_AHEAD_MAX && round.0 <= round_max;
+        if !in_window || !self.fillings.make_room(height, w.height) {
             tracing::debug!(%height, %round, %hash, "not rebuilding a compact proposal beyond the window");
+            self.shared.metrics.compact_proposal("failed");
             return Ok(());
         }
         let expected: Vec<TxHash> = missing.iter().map(|&i| block.tx_hashes[i as usize]).collect();
         tracing::debug!(%height, %round, missing = missing.len(), %source, "fetching the txs of a compact proposal");
-        let timeout = Duration::from_millis(self.shared.config.consensus.sync_request_timeout_ms);
+        let configured =
+            Duration::from_millis(self.shared.config.consensus.sync_request_timeout_ms);
+        let timeout = configured.min(FETCH_TIMEOUT);
         let (net, done) = (self.net.clone(), self.fill_tx.clone());
-        tokio::spawn(async move {
+        let fetch = tokio::spawn(async move {
             let result = fetch_txs(&net, source, height, hash, missing, &expected, timeout).await;
             let _ = done.send((hash, result)).await;
         });
-        self.fillings
-            .by_hash
-            .insert(hash, Filling { proposals: vec![proposal], block, txs, source });
+        let filling = Filling { proposals: vec![proposal], block, txs, source, fetch };
+        self.fillings.by_hash.insert(hash, filling);
         Ok(())
     }
 
@@ -131,8 +182,10 @@ impl Driver {
         }
         let txs: Option<Vec<Tx>> = filling.txs.into_iter().collect();
         let Some(txs) = txs else {
-            // fetch_txs answers every index it was given or fails.
-            anyhow::bail!("a fetch for block {hash} left txs missing");
+            // Not expected: fetch_txs answers every index it was given, or fails.
+            self.shared.metrics.compact_proposal("failed");
+            tracing::warn!(%height, %hash, "a fetch left txs of a proposed block missing");
+            return Ok(());
         };
         let block = Block { header: filling.block.header, txs };
         let mut proposals = filling.proposals;
@@ -151,10 +204,10 @@ impl Driver {
     }
 
     /// Answers a peer's request for txs of a block this node holds (its own proposal, or
-    /// one it rebuilt); refused if it does not hold it, or if the indices are not strictly
-    /// increasing positions in the block.
+    /// one it rebuilt), off the consensus task; refused if it does not hold it, or if the
+    /// indices are not strictly increasing positions in the block.
     pub(super) fn serve_block_txs(&self, request: InboundSyncRequest) {
-        let SyncRequest::BlockTxs { height, block_hash, indices } = &request.request else {
+        let SyncRequest::BlockTxs { height, block_hash, .. } = &request.request else {
             request.responder.respond(SyncResponse::Error("not a block txs request".into()));
             return;
         };
@@ -162,20 +215,25 @@ impl Driver {
             request.responder.respond(SyncResponse::Error("block not here".into()));
             return;
         };
-        let increasing = indices.windows(2).all(|w| w[0] < w[1]);
-        if !increasing || indices.last().is_some_and(|&i| i as usize >= block.txs.len()) {
-            request.responder.respond(SyncResponse::Error("bad tx indices".into()));
-            return;
-        }
-        let txs = indices.iter().map(|&i| block.txs[i as usize]).collect();
-        request.responder.respond(SyncResponse::BlockTxs(txs));
+        tokio::task::spawn_blocking(move || {
+            let SyncRequest::BlockTxs { indices, .. } = &request.request else { return };
+            let increasing = indices.windows(2).all(|w| w[0] < w[1]);
+            if !increasing || indices.last().is_some_and(|&i| i as usize >= block.txs.len()) {
+                request.responder.respond(SyncResponse::Error("bad tx indices".into()));
+                return;
+            }
+            let txs = indices.iter().map(|&i| block.txs[i as usize]).collect();
+            request.responder.respond(SyncResponse::BlockTxs(txs));
+        });
     }
 }
 
 /// Asks `first`, then every other peer subscribed to consensus, for the txs at `indices`,
 /// until one answers with exactly the txs `expected` (their hashes). A peer that answers
-/// with other txs is penalized: it cannot hold a block with those hashes and serve them
-/// wrong by accident.
+/// with other txs, or another number of them, is penalized: an honest node serves only
+/// blocks whose body it checked against the header (`verify_message`, or the hashes of a
+/// compact proposal), so it cannot serve them wrong by accident. A refusal ("block not
+/// here") or a timeout is not held against a peer.
 async fn fetch_txs(
     net: &NetworkHandle,
     first: PeerId,
@@ -199,6 +257,12 @@ async fn fetch_txs(
         let request = net.request_block_txs(peer, height, hash, indices.clone());
         let txs = match tokio::time::timeout(timeout, request).await {
             Ok(Ok(txs)) => txs,
+            Ok(Err(e @ RequestError::WrongCount { .. })) => {
+                tracing::warn!(%peer, %height, %hash, error = %e, "peer served the wrong number of block txs");
+                let _ = net.penalize(peer).await;
+                errors.push(format!("{peer}: {e}"));
+                continue;
+            }
             Ok(Err(e)) => {
                 errors.push(format!("{peer}: {e}"));
                 continue;
@@ -216,4 +280,64 @@ async fn fetch_txs(
         errors.push(format!("{peer}: served other txs"));
     }
     Err(format!("no peer served them ({})", errors.join("; ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_consensus::{Proposal, Round, ValidatorIndex};
+    use tally_crypto::{ChainId, Hash, Keypair, Signature};
+    use tally_ledger::Header;
+
+    fn filling(height: u64, salt: u64) -> (BlockHash, Filling) {
+        let header = Header {
+            chain_id: ChainId::new("t").unwrap(),
+            height: Height(height),
+            time_ms: salt,
+            prev_block_hash: BlockHash(Hash::ZERO),
+            tx_root: Hash::ZERO,
+            tx_count: 0,
+            state_root: Hash::ZERO,
+            proposer: Keypair::derive_insecure("p").public(),
+            validators_hash: Hash::ZERO,
+        };
+        let block = CompactBlock { header, tx_hashes: Vec::new() };
+        let proposal = SignedProposal {
+            proposal: Proposal {
+                height: Height(height),
+                round: Round(0),
+                block_hash: block.hash(),
+                pol_round: None,
+                proposer: ValidatorIndex(0),
+            },
+            signature: Signature([0; 64]),
+        };
+        let fetch = tokio::spawn(std::future::pending());
+        let source = PeerId::random();
+        (block.hash(), Filling { proposals: vec![proposal], block, txs: Vec::new(), source, fetch })
+    }
+
+    #[tokio::test]
+    async fn later_heights_cannot_crowd_out_the_current_one() {
+        let mut fillings = Fillings::default();
+        let current = Height(5);
+        for salt in 0..FILLING_MAX as u64 {
+            assert!(fillings.make_room(Height(6), current));
+            let (hash, f) = filling(6, salt);
+            fillings.by_hash.insert(hash, f);
+        }
+        // Full of next-height rebuilds: another one is refused, one of the current height
+        // takes the place of one of them (whose fetch is stopped).
+        assert!(!fillings.make_room(Height(7), current));
+        assert!(fillings.make_room(current, current));
+        assert_eq!(fillings.by_hash.len(), FILLING_MAX - 1);
+        let (hash, f) = filling(5, 0);
+        fillings.by_hash.insert(hash, f);
+        // A commit drops its height's rebuilds and stops their fetches.
+        let handles: Vec<_> = fillings.by_hash.values().map(|f| f.fetch.abort_handle()).collect();
+        fillings.committed(Height(6));
+        assert!(fillings.by_hash.is_empty());
+        tokio::task::yield_now().await;
+        assert!(handles.iter().all(|h| h.is_finished()));
+    }
 }

@@ -122,21 +122,26 @@ impl Driver {
     pub(super) fn verify_message(&self, msg: &ConsensusMsg) -> bool {
         let (chain_id, validators, verifier) =
             (&self.shared.chain_id, &self.shared.validators, &*self.shared.verifier);
-        let block_ok = |block: &tally_ledger::Block, height: Height, hash| {
+        let header_ok = |block: &tally_ledger::Block, height: Height, hash| {
             block.header.height == height
                 && block.encoded_len() as u64 <= self.shared.genesis.params.block_bytes_max
                 && block.hash() == hash
         };
+        // The body last (it costs a hash of every tx and a Merkle root): the block hash
+        // covers only the header, and a body swapped under a signed header would otherwise
+        // be kept under the honest block's hash and judged invalid in its place.
         match msg {
             ConsensusMsg::Proposal { proposal, block } => {
                 let p = &proposal.proposal;
-                block_ok(block, p.height, p.block_hash)
+                header_ok(block, p.height, p.block_hash)
                     && proposal.verify(chain_id, validators, verifier).is_ok()
+                    && block.body_matches_header()
             }
             ConsensusMsg::Vote(vote) => vote.verify(chain_id, validators, verifier).is_ok(),
             ConsensusMsg::Certificate { certificate, block } => {
-                block_ok(block, certificate.height, certificate.block_hash)
+                header_ok(block, certificate.height, certificate.block_hash)
                     && certificate.verify(chain_id, validators, verifier).is_ok()
+                    && block.body_matches_header()
             }
             // The hashes last: checking them against the header costs a Merkle root.
             ConsensusMsg::CompactProposal { proposal, block } => {
