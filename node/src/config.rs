@@ -101,6 +101,14 @@ pub struct MempoolConfig {
     /// before its signature is checked. A few blocks' worth: a deeper mempool only adds
     /// latency under overload (txs wait behind a longer queue) and memory.
     pub txs_max: usize,
+    /// Pending transactions kept before transactions submitted over RPC are refused
+    /// ("mempool is full"); the room above it, up to `txs_max`, is for transactions gossiped
+    /// by peers, which their proposals will carry (see `Shared::claim_room`). Unset: `txs_max`
+    /// (no room kept). A quarter of `txs_max` on each of four validators taking RPC load
+    /// keeps latency bounded beyond capacity (every node can hold every pending tx, so no
+    /// proposal's txs need fetching), at the cost of more `mempool_full` refusals near
+    /// capacity (README, "Performance").
+    pub rpc_txs_max: Option<usize>,
     /// Pending transaction bytes kept; likewise.
     pub bytes_max: u64,
     /// Pending transactions of one sender.
@@ -114,6 +122,14 @@ pub struct MempoolConfig {
     /// n+1 before n, a node that never proposes) still reaches a proposer. 0 turns it off.
     pub regossip_interval_ms: u64,
     pub regossip_txs_max: usize,
+}
+
+impl MempoolConfig {
+    /// Pending transactions beyond which RPC submissions are refused: `rpc_txs_max`, or
+    /// `txs_max`.
+    pub fn rpc_limit(&self) -> usize {
+        self.rpc_txs_max.unwrap_or(self.txs_max)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -251,6 +267,7 @@ impl Default for MempoolConfig {
     fn default() -> Self {
         MempoolConfig {
             txs_max: 50_000,
+            rpc_txs_max: None,
             bytes_max: 256 << 20,
             txs_per_sender_max: 10_000,
             gossip_batch_txs_max: 2_000,
@@ -348,6 +365,9 @@ impl Config {
         }
         if self.mempool.txs_per_sender_max > self.mempool.txs_max {
             bail!("mempool.txs_per_sender_max must not exceed mempool.txs_max");
+        }
+        if self.mempool.rpc_txs_max.is_some_and(|n| n == 0 || n > self.mempool.txs_max) {
+            bail!("mempool.rpc_txs_max must be between 1 and mempool.txs_max");
         }
         if self.mempool.regossip_interval_ms > 0
             && (self.mempool.regossip_interval_ms < 100 || self.mempool.regossip_txs_max == 0)
@@ -489,6 +509,15 @@ mod tests {
         let mut c = Config::default();
         c.mempool.txs_max = 0;
         assert!(c.validate().unwrap_err().to_string().contains("mempool.txs_max"));
+        let mut c = Config::default();
+        assert_eq!(c.mempool.rpc_limit(), c.mempool.txs_max, "txs_max when unset");
+        c.mempool.rpc_txs_max = Some(c.mempool.txs_max + 1);
+        assert!(c.validate().unwrap_err().to_string().contains("mempool.rpc_txs_max"));
+        c.mempool.txs_max = 1;
+        c.mempool.txs_per_sender_max = 1;
+        c.mempool.rpc_txs_max = Some(1);
+        c.validate().unwrap();
+        assert_eq!(c.mempool.rpc_limit(), 1);
         let mut c = Config::default();
         c.mempool.txs_per_sender_max = c.mempool.txs_max + 1;
         assert!(c.validate().unwrap_err().to_string().contains("txs_per_sender_max"));

@@ -65,7 +65,7 @@ fn admit_batches(shared: &Shared, batches: Vec<Vec<Tx>>, stats: &IngressStats) -
     // Re-gossiped txs this node already holds need neither room nor a second check.
     let batches = shared.without_pending(batches);
     let total: usize = batches.iter().map(Vec::len).sum();
-    let room = shared.claim_room(total);
+    let room = shared.claim_room(total, crate::shared::Source::Gossip);
     let batches = cut_to_room(batches, room.granted);
     let dropped = total - room.granted;
     if dropped > 0 {

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub snapshot_height: Gauge,
     pub gossip_txs_dropped: Gauge,
     pub net_decode_failures: Gauge,
+    /// Gossiped tx batches the network dropped because the node's tx queue was full.
+    pub gossip_tx_batches_dropped: Gauge,
     /// Time spent in each consensus step, by `step` (propose, prevote, precommit, commit).
     pub step_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     /// Rounds started after round 0 (a round that did not commit).
@@ -122,6 +124,7 @@ impl Metrics {
             snapshot_height: Gauge::default(),
             gossip_txs_dropped: Gauge::default(),
             net_decode_failures: Gauge::default(),
+            gossip_tx_batches_dropped: Gauge::default(),
             step_seconds: Family::new_with_constructor(step_buckets),
             round_changes: Counter::default(),
             block_bytes: Histogram::new([
@@ -197,6 +200,11 @@ impl Metrics {
             "net_decode_failures",
             "Network messages that did not decode",
             m.net_decode_failures.clone(),
+        );
+        registry.register(
+            "gossip_tx_batches_dropped",
+            "Gossiped tx batches dropped unread because the node's tx queue was full",
+            m.gossip_tx_batches_dropped.clone(),
         );
         m.register_operability(&mut registry);
         m.register_crash_safety(&mut registry);
@@ -324,7 +332,9 @@ impl Metrics {
         self.mempool_bytes.set(bytes as i64);
         self.peers.set(shared.network.peers().await.map_or(0, |p| p.len() as i64));
         self.gossip_txs_dropped.set(shared.gossip_dropped.load(Ordering::Relaxed) as i64);
-        self.net_decode_failures.set(shared.network.stats().decode_failures as i64);
+        let net = shared.network.stats();
+        self.net_decode_failures.set(net.decode_failures as i64);
+        self.gossip_tx_batches_dropped.set(net.tx_batches_dropped as i64);
         self.catching_up.set(i64::from(shared.catching_up.load(Ordering::Relaxed)));
         self.subscriptions.set(shared.subscriptions.len() as i64);
         let mut out = String::new();

@@ -84,6 +84,13 @@ impl CommitWaiter {
     }
 }
 
+/// Where txs come from, for the mempool room they may claim ([`Shared::claim_room`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Rpc,
+    Gossip,
+}
+
 /// Mempool room claimed for txs being verified ([`Shared::claim_room`]).
 pub struct RoomClaim<'a> {
     claimed: &'a AtomicUsize,
@@ -285,10 +292,19 @@ impl Shared {
     /// txs that the mempool then refuses takes the CPU that commits blocks, and throughput
     /// falls as the offered load rises. Counting only txs is enough: every tx has the same
     /// encoded size, and `bytes_max` is the mempool's own hard limit.
-    pub fn claim_room(&self, wanted: usize) -> RoomClaim<'_> {
+    ///
+    /// RPC submissions may fill the mempool only up to `mempool.rpc_txs_max` (all of it by
+    /// default); the rest is kept for txs gossiped by peers. Without such room, under
+    /// overload every node's clients fill its mempool, every node drops its peers' txs,
+    /// and each proposal's txs are fetched and verified when the block comes, on the
+    /// consensus path: latency grows to seconds.
+    pub fn claim_room(&self, wanted: usize, source: Source) -> RoomClaim<'_> {
+        let limit = match source {
+            Source::Rpc => self.config.mempool.rpc_limit(),
+            Source::Gossip => self.config.mempool.txs_max,
+        };
         let held = self.mempool.lock().len();
-        let free =
-            self.config.mempool.txs_max.saturating_sub(held + self.claimed.load(Ordering::Relaxed));
+        let free = limit.saturating_sub(held + self.claimed.load(Ordering::Relaxed));
         // Two claims may both see the same room; the mempool's own limit still holds.
         let granted = wanted.min(free);
         self.claimed.fetch_add(granted, Ordering::Relaxed);
@@ -306,7 +322,7 @@ impl Shared {
     pub async fn submit_tx(&self, bytes: Vec<u8>) -> Result<TxHash, SubmitError> {
         self.refuse_while_syncing()?;
         let tx = self.decode_checked(&bytes)?;
-        let room = self.claim_room(1);
+        let room = self.claim_room(1, Source::Rpc);
         if room.granted == 0 {
             self.metrics.refused_full("rpc", 1);
             return Err(self.mempool_full());
@@ -365,7 +381,7 @@ impl Shared {
             .collect();
         // The txs beyond the mempool's room are refused unverified, in submission order.
         let wanted = decoded.iter().filter(|r| r.is_ok()).count();
-        let room = self.claim_room(wanted);
+        let room = self.claim_room(wanted, Source::Rpc);
         if room.granted < wanted {
             let full = self.mempool_full();
             for r in decoded.iter_mut().filter(|r| r.is_ok()).skip(room.granted) {

@@ -160,14 +160,16 @@ fn each_rpc_limit_refuses_with_a_json_rpc_error_and_the_node_carries_on_slow() {
 }
 
 /// A full mempool refuses txs before their signatures are checked: a bad signature beyond
-/// the room comes back as `mempool_full`, not `bad_signature`, and is counted.
+/// the room comes back as `mempool_full`, not `bad_signature`, and is counted. RPC may fill
+/// it only up to `rpc_txs_max` (3 here), the rest being kept for gossiped txs.
 #[test]
 fn a_full_mempool_refuses_txs_before_checking_their_signatures() {
     let net = Testnet::start_with(1, 10, |t| {
         let mempool = t.entry("mempool").or_insert(toml::Value::Table(Default::default()));
         let mempool = mempool.as_table_mut().expect("mempool table");
-        mempool.insert("txs_max".into(), 3.into());
-        mempool.insert("txs_per_sender_max".into(), 3.into());
+        mempool.insert("txs_max".into(), 5.into());
+        mempool.insert("rpc_txs_max".into(), 3.into());
+        mempool.insert("txs_per_sender_max".into(), 5.into());
         let consensus = t.entry("consensus").or_insert(toml::Value::Table(Default::default()));
         let consensus = consensus.as_table_mut().expect("consensus table");
         consensus.insert("timeout_commit_ms".into(), 1500.into());
