@@ -137,13 +137,14 @@ impl PendingBlocks {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use tally_crypto::{ChainId, Hash, Keypair};
     use tally_ledger::Header;
 
-    fn block(height: u64, salt: u64) -> Block {
-        let header = Header {
+    /// The header of an empty block at `height`, distinct per `salt`.
+    pub(in crate::driver) fn empty_header(height: u64, salt: u64) -> Header {
+        Header {
             chain_id: ChainId::new("t").unwrap(),
             height: Height(height),
             time_ms: salt,
@@ -153,8 +154,11 @@ mod tests {
             state_root: Hash::ZERO,
             proposer: Keypair::derive_insecure("p").public(),
             validators_hash: Hash::ZERO,
-        };
-        Block { header, txs: Vec::new() }
+        }
+    }
+
+    fn block(height: u64, salt: u64) -> Block {
+        Block { header: empty_header(height, salt), txs: Vec::new() }
     }
 
     fn window(height: u64, round: u32) -> Window {

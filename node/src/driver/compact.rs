@@ -286,21 +286,10 @@ async fn fetch_txs(
 mod tests {
     use super::*;
     use tally_consensus::{Proposal, Round, ValidatorIndex};
-    use tally_crypto::{ChainId, Hash, Keypair, Signature};
-    use tally_ledger::Header;
+    use tally_crypto::Signature;
 
     fn filling(height: u64, salt: u64) -> (BlockHash, Filling) {
-        let header = Header {
-            chain_id: ChainId::new("t").unwrap(),
-            height: Height(height),
-            time_ms: salt,
-            prev_block_hash: BlockHash(Hash::ZERO),
-            tx_root: Hash::ZERO,
-            tx_count: 0,
-            state_root: Hash::ZERO,
-            proposer: Keypair::derive_insecure("p").public(),
-            validators_hash: Hash::ZERO,
-        };
+        let header = super::super::blocks::tests::empty_header(height, salt);
         let block = CompactBlock { header, tx_hashes: Vec::new() };
         let proposal = SignedProposal {
             proposal: Proposal {
