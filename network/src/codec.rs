@@ -163,11 +163,12 @@ pub fn fit_response(response: SyncResponse, bytes_max: usize) -> SyncResponse {
             SyncResponse::Error("snapshot chunk too large for a sync response".to_string())
         }
         SyncResponse::SnapshotChunk(bytes) => SyncResponse::SnapshotChunk(bytes),
-        // All or nothing: the requester needs every tx it asked for.
+        // All or nothing: the requester needs every tx it asked for. Every tx encodes to
+        // TX_BYTES, so the size is counted, not encoded.
         SyncResponse::BlockTxs(txs)
             if txs.len() > tally_ledger::BLOCK_TXS_MAX as usize
-                || borsh::object_length(&txs)
-                    .map_or(true, |len| len + SYNC_RESPONSE_OVERHEAD_BYTES > bytes_max) =>
+                || SYNC_RESPONSE_OVERHEAD_BYTES + txs.len() * tally_ledger::TX_BYTES
+                    > bytes_max =>
         {
             SyncResponse::Error("block txs too large for a sync response".to_string())
         }

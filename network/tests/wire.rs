@@ -238,3 +238,14 @@ fn batch_header_without_txs_is_malformed() {
     let result = tally_network::wire::decode(&bytes, 1 << 20);
     assert!(matches!(result, Err(tally_network::WireError::Malformed { .. })), "got {result:?}");
 }
+
+#[test]
+fn a_block_txs_response_is_whole_or_an_error() {
+    let txs = common::txs(7);
+    let bytes = encode(&Message::SyncResponse(SyncResponse::BlockTxs(txs.clone())), MAX).unwrap();
+    // Exactly its encoded size fits; a byte less turns it into an error, not a shorter list.
+    let exact = fit_response(SyncResponse::BlockTxs(txs.clone()), bytes.len());
+    assert_eq!(exact, SyncResponse::BlockTxs(txs.clone()));
+    let short = fit_response(SyncResponse::BlockTxs(txs), bytes.len() - 1);
+    assert!(matches!(short, SyncResponse::Error(_)), "{short:?}");
+}

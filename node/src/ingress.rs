@@ -74,7 +74,7 @@ fn admit_batches(shared: &Shared, batches: Vec<Vec<Tx>>, stats: &IngressStats) -
     let items: Vec<OwnedItem> = batches
         .iter()
         .flat_map(|(txs, _)| txs)
-        .map(|t| OwnedItem {
+        .map(|(t, _)| OwnedItem {
             key: t.transfer.from,
             message: t.signing_bytes(&shared.chain_id),
             signature: t.signature,
@@ -91,13 +91,13 @@ fn admit_batches(shared: &Shared, batches: Vec<Vec<Tx>>, stats: &IngressStats) -
     let mut out = Vec::with_capacity(batches.len());
     for (txs, cut) in batches {
         let mut ok = true;
-        for (tx, verdict) in txs.into_iter().zip(verdicts.by_ref()) {
+        for ((tx, hash), verdict) in txs.into_iter().zip(verdicts.by_ref()) {
             if verdict.is_err() || tx.check_stateless().is_err() {
                 ok = false;
                 stats.bad_signatures.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            match shared.admit_verified(tx) {
+            match shared.admit_verified(tx, hash) {
                 Ok(_) => stats.admitted.fetch_add(1, Ordering::Relaxed),
                 Err(_) => stats.refused.fetch_add(1, Ordering::Relaxed),
             };
@@ -113,7 +113,7 @@ fn admit_batches(shared: &Shared, batches: Vec<Vec<Tx>>, stats: &IngressStats) -
 
 /// Keeps the first `room` txs, in order: whole batches while they fit, then the batch that
 /// does not fit cut short and empty ones after it; each batch with whether it was cut.
-fn cut_to_room(batches: Vec<Vec<Tx>>, room: usize) -> Vec<(Vec<Tx>, bool)> {
+fn cut_to_room<T>(batches: Vec<Vec<T>>, room: usize) -> Vec<(Vec<T>, bool)> {
     let mut left = room;
     batches
         .into_iter()

@@ -261,21 +261,17 @@ impl Shared {
         BlockTxVerifier { verifier: &self.verifier, in_mempool }
     }
 
-    /// `batches` without the txs the mempool already holds (hashed before the lock is taken).
-    pub fn without_pending(&self, batches: Vec<Vec<Tx>>) -> Vec<Vec<Tx>> {
-        let hashes: Vec<Vec<TxHash>> =
-            batches.iter().map(|txs| txs.iter().map(Tx::hash).collect()).collect();
-        let mempool = self.mempool.lock();
-        batches
+    /// `batches` without the txs the mempool already holds, each tx with its hash (computed
+    /// before the lock is taken, and passed on to [`Shared::admit_verified`]).
+    pub fn without_pending(&self, batches: Vec<Vec<Tx>>) -> Vec<Vec<(Tx, TxHash)>> {
+        let hashed: Vec<Vec<(Tx, TxHash)>> = batches
             .into_iter()
-            .zip(hashes)
-            .map(|(txs, hashes)| {
-                txs.into_iter()
-                    .zip(hashes)
-                    .filter(|(_, h)| !mempool.contains(h))
-                    .map(|(t, _)| t)
-                    .collect()
-            })
+            .map(|txs| txs.into_iter().map(|t| (t, t.hash())).collect())
+            .collect();
+        let mempool = self.mempool.lock();
+        hashed
+            .into_iter()
+            .map(|txs| txs.into_iter().filter(|(_, h)| !mempool.contains(h)).collect())
             .collect()
     }
 
@@ -443,11 +439,9 @@ impl Shared {
 
     /// Admits txs whose signatures were verified (gossip from peers). Refusals are expected
     /// (the same tx arrives from several peers) and only counted by the caller.
-    pub fn admit_verified(&self, tx: Tx) -> Result<TxHash, MempoolError> {
-        let len = tally_ledger::TX_BYTES as u64;
-        let hash = tx.hash();
-        self.insert_into_mempool(tx, hash, len)?;
-        Ok(hash)
+    /// `hash` is the tx's hash.
+    pub fn admit_verified(&self, tx: Tx, hash: TxHash) -> Result<(), MempoolError> {
+        self.insert_into_mempool(tx, hash, tally_ledger::TX_BYTES as u64)
     }
 
     fn admit(&self, tx: Tx, len: u64) -> Result<TxHash, SubmitError> {

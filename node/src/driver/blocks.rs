@@ -20,6 +20,9 @@ const PER_ROUND_MAX: usize = 2;
 pub struct PendingBlocks {
     /// By height, then hash: the round it was proposed in and the block.
     by_height: BTreeMap<Height, HashMap<BlockHash, (Round, Arc<Block>)>>,
+    /// The tx hashes of kept blocks that arrived with them (rebuilt compact proposals,
+    /// whose hashes were checked against the header), taken when the block is judged.
+    received_tx_hashes: HashMap<BlockHash, (Height, Vec<TxHash>)>,
     /// Verdicts on blocks of the current height; valid ones with their execution.
     /// Cleared at each commit.
     verdicts: HashMap<BlockHash, Option<ExecutionOutcome>>,
@@ -36,27 +39,56 @@ pub struct Window {
     pub rounds_ahead_max: u32,
 }
 
+impl Window {
+    /// Whether a block proposed at (`height`, `round`) is worth keeping: the current height
+    /// up to `rounds_ahead_max` rounds past the current round, and the next
+    /// `HEIGHTS_AHEAD_MAX` heights up to their first `rounds_ahead_max` rounds.
+    pub fn admits(&self, height: Height, round: Round) -> bool {
+        if height < self.height || height.0 > self.height.0 + HEIGHTS_AHEAD_MAX {
+            return false;
+        }
+        let round_max = if height == self.height {
+            self.round.0.saturating_add(self.rounds_ahead_max)
+        } else {
+            self.rounds_ahead_max
+        };
+        round.0 <= round_max
+    }
+}
+
 impl PendingBlocks {
-    /// Keeps `block`, proposed in `round`, if it is within bounds; returns its hash if kept.
-    pub fn insert(&mut self, block: Block, round: Round, w: Window) -> Option<BlockHash> {
+    /// Keeps `block`, proposed in `round`, if it is within bounds, with its `tx_hashes` if
+    /// they are known (block order, checked against the header); returns its hash if kept.
+    pub fn insert(
+        &mut self,
+        block: Block,
+        tx_hashes: Option<Vec<TxHash>>,
+        round: Round,
+        w: Window,
+    ) -> Option<BlockHash> {
         let height = block.header.height;
         if height < w.height || height.0 > w.height.0 + HEIGHTS_AHEAD_MAX {
             return None;
         }
         let hash = block.hash();
         let awaited = self.awaiting.iter().any(|(_, _, h)| *h == hash);
-        let round_max = if height == w.height {
-            w.round.0.saturating_add(w.rounds_ahead_max)
-        } else {
-            w.rounds_ahead_max
-        };
         let at_height = self.by_height.entry(height).or_default();
         let in_round = at_height.values().filter(|(r, _)| *r == round).count();
-        if !awaited && (round.0 > round_max || in_round >= PER_ROUND_MAX) {
+        if !awaited && (!w.admits(height, round) || in_round >= PER_ROUND_MAX) {
             return None;
         }
-        at_height.entry(hash).or_insert_with(|| (round, Arc::new(block)));
+        if let std::collections::hash_map::Entry::Vacant(slot) = at_height.entry(hash) {
+            slot.insert((round, Arc::new(block)));
+            if let Some(tx_hashes) = tx_hashes {
+                self.received_tx_hashes.insert(hash, (height, tx_hashes));
+            }
+        }
         Some(hash)
+    }
+
+    /// The tx hashes that arrived with the kept block `hash`, removed (see `insert`).
+    pub fn take_received_tx_hashes(&mut self, hash: &BlockHash) -> Option<Vec<TxHash>> {
+        self.received_tx_hashes.remove(hash).map(|(_, hashes)| hashes)
     }
 
     /// A block this node built for `round` before a restart (from its consensus log): kept
@@ -126,6 +158,7 @@ impl PendingBlocks {
     /// After `height` committed: forget it and everything below.
     pub fn committed(&mut self, height: Height) {
         self.by_height.retain(|h, _| *h > height);
+        self.received_tx_hashes.retain(|_, (h, _)| *h > height);
         self.verdicts.clear();
         self.awaiting.clear();
     }
@@ -169,18 +202,36 @@ pub(super) mod tests {
     fn a_byzantine_proposer_cannot_fill_the_store() {
         let mut p = PendingBlocks::default();
         let w = window(5, 0);
-        let kept = (0..100).filter(|s| p.insert(block(5, *s), Round(3), w).is_some()).count();
+        let kept = (0..100).filter(|s| p.insert(block(5, *s), None, Round(3), w).is_some()).count();
         assert_eq!(kept, PER_ROUND_MAX);
-        assert!(p.insert(block(5, 1000), Round(11), w).is_none(), "beyond the round window");
-        assert!(p.insert(block(8, 1), Round(0), w).is_none(), "too far ahead");
-        assert!(p.insert(block(4, 1), Round(0), w).is_none(), "already decided");
-        assert!(p.insert(block(7, 1), Round(0), w).is_some());
+        assert!(p.insert(block(5, 1000), None, Round(11), w).is_none(), "beyond the round window");
+        assert!(p.insert(block(8, 1), None, Round(0), w).is_none(), "too far ahead");
+        assert!(p.insert(block(4, 1), None, Round(0), w).is_none(), "already decided");
+        assert!(p.insert(block(7, 1), None, Round(0), w).is_some());
         // A block the core is waiting for is kept whatever the bounds say.
         let wanted = block(5, 2000);
         p.await_block(Height(5), Round(3), wanted.hash());
-        assert_eq!(p.insert(wanted.clone(), Round(3), w), Some(wanted.hash()));
+        assert_eq!(p.insert(wanted.clone(), None, Round(3), w), Some(wanted.hash()));
         assert_eq!(p.take_awaiting(&wanted.hash()).len(), 1);
         p.committed(Height(5));
         assert_eq!(p.len(), 1);
+    }
+
+    #[test]
+    fn received_tx_hashes_stay_with_a_kept_block_until_judged_or_committed() {
+        let mut p = PendingBlocks::default();
+        let w = window(5, 0);
+        let hashes = vec![TxHash(Hash::digest(b"tx"))];
+        let (a, b, far) = (block(5, 1), block(6, 1), block(9, 1));
+        assert_eq!(p.insert(a.clone(), Some(hashes.clone()), Round(0), w), Some(a.hash()));
+        // A block not kept leaves nothing behind; a second copy does not replace them.
+        assert!(p.insert(far.clone(), Some(hashes.clone()), Round(0), w).is_none());
+        p.insert(a.clone(), Some(Vec::new()), Round(0), w);
+        assert_eq!(p.take_received_tx_hashes(&a.hash()), Some(hashes.clone()));
+        assert_eq!(p.take_received_tx_hashes(&a.hash()), None, "taken once");
+        assert_eq!(p.take_received_tx_hashes(&far.hash()), None);
+        p.insert(b.clone(), Some(hashes), Round(0), w);
+        p.committed(Height(6));
+        assert_eq!(p.take_received_tx_hashes(&b.hash()), None, "dropped at commit");
     }
 }

@@ -9,7 +9,7 @@
 //! the way a full proposal goes: into the consensus log, then to the core.
 //!
 //! Bounded against a Byzantine proposer: rebuilds are kept only within the window the
-//! pending blocks use (rounds too), at most `FILLING_MAX` at a time, a rebuild of the
+//! pending blocks use (`Window::admits`), at most `FILLING_MAX` at a time, a rebuild of the
 //! current height evicting one of a later height when all are taken, and dropped (their
 //! fetches stopped) at each commit. Each peer gets `FETCH_TIMEOUT` to answer, so a relay
 //! that stalls costs a proposal seconds, not the round. A fetch that fails leaves the
@@ -34,8 +34,6 @@ const PROPOSALS_PER_FILLING_MAX: usize = 4;
 /// config's sync request timeout, if shorter). The largest answer is a block's txs, about
 /// 7 MB at the hard limit.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
-/// Heights ahead of the current one whose proposals are rebuilt (as `blocks` keeps them).
-const HEIGHTS_AHEAD_MAX: u64 = 2;
 
 /// A block whose txs are being fetched.
 pub(super) struct Filling {
@@ -109,7 +107,7 @@ impl Driver {
             // A block proposed again (a later round, a re-sent proposal): only the signed
             // proposal is new.
             let msg = ConsensusMsg::Proposal { proposal, block: (*known).clone() };
-            return self.accept_message(msg, source).await;
+            return self.accept_message(msg, source, None).await;
         }
         if let Some(filling) = self.fillings.by_hash.get_mut(&hash) {
             if filling.proposals.len() < PROPOSALS_PER_FILLING_MAX
@@ -125,21 +123,14 @@ impl Driver {
         if missing.is_empty() {
             self.shared.metrics.compact_proposal("mempool");
             let txs = txs.into_iter().flatten().collect();
-            let msg =
-                ConsensusMsg::Proposal { proposal, block: Block { header: block.header, txs } };
-            return self.accept_message(msg, source).await;
+            let CompactBlock { header, tx_hashes } = block;
+            let msg = ConsensusMsg::Proposal { proposal, block: Block { header, txs } };
+            return self.accept_message(msg, source, Some(tx_hashes)).await;
         }
-        // The window of `PendingBlocks::insert`: a later height only up to its first
-        // `rounds_ahead_max` rounds, the current one up to as many rounds ahead.
+        // The window of the pending blocks, which would not keep the block otherwise.
         let w = self.window();
         let round = proposal.proposal.round;
-        let round_max = if height == w.height {
-            w.round.0.saturating_add(w.rounds_ahead_max)
-        } else {
-            w.rounds_ahead_max
-        };
-        let in_window = height.0 <= w.height.0 + HEIGHTS_AHEAD_MAX && round.0 <= round_max;
-        if !in_window || !self.fillings.make_room(height, w.height) {
+        if !w.admits(height, round) || !self.fillings.make_room(height, w.height) {
             tracing::debug!(%height, %round, %hash, "not rebuilding a compact proposal beyond the window");
             self.shared.metrics.compact_proposal("failed");
             return Ok(());
@@ -187,20 +178,15 @@ impl Driver {
             tracing::warn!(%height, %hash, "a fetch left txs of a proposed block missing");
             return Ok(());
         };
-        let block = Block { header: filling.block.header, txs };
-        let mut proposals = filling.proposals;
-        let last = proposals.pop();
-        for proposal in proposals {
+        let CompactBlock { header, tx_hashes } = filling.block;
+        let block = Block { header, txs };
+        // The block is kept with the first proposal; the hashes go with it.
+        let mut tx_hashes = Some(tx_hashes);
+        for proposal in filling.proposals {
             let msg = ConsensusMsg::Proposal { proposal, block: block.clone() };
-            self.accept_message(msg, filling.source).await?;
+            self.accept_message(msg, filling.source, tx_hashes.take()).await?;
         }
-        match last {
-            Some(proposal) => {
-                let msg = ConsensusMsg::Proposal { proposal, block };
-                self.accept_message(msg, filling.source).await
-            }
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// Answers a peer's request for txs of a block this node holds (its own proposal, or

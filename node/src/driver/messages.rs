@@ -49,16 +49,18 @@ impl Driver {
             ConsensusMsg::CompactProposal { proposal, block } => {
                 self.on_compact_proposal(proposal, block, from.propagation_source).await
             }
-            msg => self.accept_message(msg, from.propagation_source).await,
+            msg => self.accept_message(msg, from.propagation_source, None).await,
         }
     }
 
     /// A verified message with its block, if it has one (a compact proposal comes here once
-    /// its block is rebuilt): logged, then fed to the core.
+    /// its block is rebuilt, with the block's tx hashes, checked against its header):
+    /// logged, then fed to the core.
     pub(super) async fn accept_message(
         &mut self,
         msg: ConsensusMsg,
         source: tally_network::PeerId,
+        tx_hashes: Option<Vec<tally_ledger::TxHash>>,
     ) -> anyhow::Result<()> {
         let (current, height) = (self.core.height(), height_of(&msg));
         if height < current {
@@ -86,15 +88,21 @@ impl Driver {
         } else {
             self.log_entry(crate::wal::WalEntryRef::Received(&msg), false);
         }
-        self.feed_message(msg).await
+        self.feed_message(msg, tx_hashes).await
     }
 
-    /// Hands a verified message to the core (from a peer, or replayed from the log).
-    pub(super) async fn feed_message(&mut self, msg: ConsensusMsg) -> anyhow::Result<()> {
+    /// Hands a verified message to the core (from a peer, or replayed from the log), with
+    /// the tx hashes of a proposal's block if they are known (so they are not computed
+    /// again when it is judged).
+    pub(super) async fn feed_message(
+        &mut self,
+        msg: ConsensusMsg,
+        tx_hashes: Option<Vec<tally_ledger::TxHash>>,
+    ) -> anyhow::Result<()> {
         match msg {
             ConsensusMsg::Proposal { proposal, block } => {
                 let round = proposal.proposal.round;
-                let hash = self.blocks.insert(block, round, self.window());
+                let hash = self.blocks.insert(block, tx_hashes, round, self.window());
                 self.step(Input::Proposal(proposal)).await?;
                 if let Some(hash) = hash {
                     self.block_arrived(hash).await?;
@@ -103,7 +111,7 @@ impl Driver {
             ConsensusMsg::Vote(vote) => self.step(Input::Vote(vote)).await?,
             ConsensusMsg::Certificate { certificate, block } => {
                 let round = certificate.round;
-                let hash = self.blocks.insert(block, round, self.window());
+                let hash = self.blocks.insert(block, None, round, self.window());
                 self.step(Input::Certificate(certificate)).await?;
                 if let Some(hash) = hash {
                     self.block_arrived(hash).await?;

@@ -399,7 +399,10 @@ impl Driver {
                 block.header.time_ms
             ))
         } else {
-            let tx_hashes: Vec<TxHash> = block.txs.iter().map(Tx::hash).collect();
+            let tx_hashes: Vec<TxHash> = match self.blocks.take_received_tx_hashes(hash) {
+                Some(hashes) => hashes,
+                None => block.txs.iter().map(Tx::hash).collect(),
+            };
             let verifier = self.shared.block_tx_verifier(&tx_hashes);
             let ledger = self.shared.ledger.read();
             ledger.validate_block_hashed(&block, tx_hashes, &verifier).map_err(|e| e.to_string())

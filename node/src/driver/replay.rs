@@ -73,7 +73,7 @@ impl Driver {
                 _ => continue,
             };
             if block.header.height == height {
-                self.blocks.insert(block.clone(), round, window);
+                self.blocks.insert(block.clone(), None, round, window);
             }
         }
         for (round, block) in own {
@@ -87,7 +87,7 @@ impl Driver {
             match entry {
                 WalEntry::Received(msg) => {
                     messages += 1;
-                    self.feed_message(msg).await?;
+                    self.feed_message(msg, None).await?;
                 }
                 WalEntry::Timeout(t) => {
                     timeouts += 1;
