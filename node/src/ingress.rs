@@ -58,15 +58,21 @@ pub async fn run_tx_ingress(
 
 /// Verifies the signatures of all `batches` in one go, admits the good txs; returns the
 /// verdict on each batch: accepted if every signature in it verified, rejected if one did
-/// not, ignored if some of its txs were dropped unverified because the mempool had no room
-/// (they are not forwarded: this node cannot vouch for them).
+/// not, ignored if some of its txs were dropped unverified, for lack of mempool room or for
+/// a nonce the mempool cannot take now (they are not forwarded: this node cannot vouch for
+/// them).
 fn admit_batches(shared: &Shared, batches: Vec<Vec<Tx>>, stats: &IngressStats) -> Vec<Verdict> {
     stats.batches.fetch_add(batches.len() as u64, Ordering::Relaxed);
-    // Re-gossiped txs this node already holds need neither room nor a second check.
-    let batches = shared.without_pending(batches);
+    // Txs this node already has, or cannot admit now, need neither room nor a check.
+    let (batches, unvouched): (Vec<_>, Vec<bool>) =
+        shared.sift_gossip(batches).into_iter().map(|s| (s.txs, s.unvouched)).unzip();
     let total: usize = batches.iter().map(Vec::len).sum();
     let room = shared.claim_room(total, crate::shared::Source::Gossip);
-    let batches = cut_to_room(batches, room.granted);
+    let batches: Vec<_> = cut_to_room(batches, room.granted)
+        .into_iter()
+        .zip(unvouched)
+        .map(|((txs, cut), unvouched)| (txs, cut || unvouched))
+        .collect();
     let dropped = total - room.granted;
     if dropped > 0 {
         shared.metrics.refused_full("gossip", dropped);

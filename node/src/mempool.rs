@@ -14,8 +14,16 @@
 //! every account a commit changes, recipients included (a recipient's balance grows).
 //!
 //! Reaping takes transactions in arrival order, which per sender is nonce order.
+//!
+//! The mempool also remembers the tx hashes of the last blocks this node found valid or
+//! committed (up to `txs_max` hashes, at least the last block's), a little like CometBFT's
+//! mempool cache. Under load, a proposal often arrives before the gossip of its newest
+//! txs: the node fetches them from a peer and verifies them with the block, and their
+//! gossiped copies arrive after that, some after the commit. Dropping those copies before
+//! their signatures are checked keeps a node that fell behind from verifying each tx twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use tally_consensus::BlockHash;
 use tally_crypto::PublicKey;
 use tally_ledger::{Account, Tx, TxHash};
 
@@ -58,6 +66,7 @@ struct Sender {
 /// Hashed with foldhash (seeded per process): cheaper than SipHash on the admission path,
 /// and still keyed, since senders choose their keys and, by grinding, their tx hashes.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Set<K> = HashSet<K, foldhash::fast::RandomState>;
 
 pub struct Mempool {
     limits: MempoolLimits,
@@ -67,6 +76,10 @@ pub struct Mempool {
     order: BTreeMap<u64, TxHash>,
     next_seq: u64,
     bytes: u64,
+    /// The tx hashes of the last blocks found valid or committed, oldest first.
+    recent: VecDeque<(BlockHash, Set<TxHash>)>,
+    /// Hashes in `recent`, in all.
+    recent_len: usize,
 }
 
 impl Mempool {
@@ -78,6 +91,8 @@ impl Mempool {
             order: BTreeMap::new(),
             next_seq: 0,
             bytes: 0,
+            recent: VecDeque::new(),
+            recent_len: 0,
         }
     }
 
@@ -97,6 +112,28 @@ impl Mempool {
         self.by_hash.contains_key(hash)
     }
 
+    /// Whether the tx is in one of the last blocks found valid or committed (see the module
+    /// docs).
+    pub fn in_recent_block(&self, hash: &TxHash) -> bool {
+        self.recent.iter().rev().any(|(_, set)| set.contains(hash))
+    }
+
+    /// Remembers the tx hashes of a block found valid or committed (once per block),
+    /// forgetting the oldest blocks' beyond `txs_max` hashes in all (the newest block's are
+    /// always kept).
+    pub fn remember_block(&mut self, block: BlockHash, hashes: &[TxHash]) {
+        if hashes.is_empty() || self.recent.iter().any(|(b, _)| *b == block) {
+            return;
+        }
+        while !self.recent.is_empty() && self.recent_len + hashes.len() > self.limits.txs_max {
+            let (_, oldest) = self.recent.pop_front().expect("not empty");
+            self.recent_len -= oldest.len();
+        }
+        let set: Set<TxHash> = hashes.iter().copied().collect();
+        self.recent_len += set.len();
+        self.recent.push_back((block, set));
+    }
+
     pub fn get(&self, hash: &TxHash) -> Option<&Tx> {
         self.by_hash.get(hash).map(|e| &e.tx)
     }
@@ -105,6 +142,12 @@ impl Mempool {
     pub fn next_nonce(&self, sender: &PublicKey, committed: &Account) -> u64 {
         let pending = self.senders.get(sender).map_or(0, |s| s.by_nonce.len() as u64);
         committed.nonce.saturating_add(pending)
+    }
+
+    /// A [`Sifter`] for gossiped txs; `committed` reads the committed account of a sender
+    /// with no pending tx.
+    pub fn sifter<F: Fn(&PublicKey) -> Account>(&self, committed: F) -> Sifter<'_, F> {
+        Sifter { mempool: self, expected: Map::default(), committed }
     }
 
     /// Admits a signature-checked tx. `committed` reads the sender's committed account; it is
@@ -261,6 +304,49 @@ impl Mempool {
     }
 }
 
+/// Why a gossiped tx is dropped before its signature is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// It is in the mempool.
+    Pending,
+    /// It is in a block this node recently found valid or committed.
+    InBlock,
+    /// Its nonce is not the one the mempool would take: already used, or after a gap.
+    Nonce,
+}
+
+/// Picks, among gossiped txs taken in order, those the mempool could admit once their
+/// signatures verify, so that the others are not verified for nothing (see
+/// `Shared::sift_gossip`). It counts the txs it let through: a sender's next tx must carry
+/// the nonce after them.
+pub struct Sifter<'a, F> {
+    mempool: &'a Mempool,
+    expected: Map<PublicKey, u64>,
+    committed: F,
+}
+
+impl<F: Fn(&PublicKey) -> Account> Sifter<'_, F> {
+    pub fn check(&mut self, tx: &Tx, hash: &TxHash) -> Result<(), Skip> {
+        let m = self.mempool;
+        if m.contains(hash) {
+            return Err(Skip::Pending);
+        }
+        if m.in_recent_block(hash) {
+            return Err(Skip::InBlock);
+        }
+        let from = tx.transfer.from;
+        let next = self.expected.entry(from).or_insert_with(|| match m.senders.get(&from) {
+            Some(s) => s.committed.nonce.saturating_add(s.by_nonce.len() as u64),
+            None => (self.committed)(&from).nonce,
+        });
+        if tx.transfer.nonce != *next {
+            return Err(Skip::Nonce);
+        }
+        *next += 1;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,5 +460,68 @@ mod tests {
         assert_eq!(dropped, 0);
         m.insert(t1, t1.hash(), 150, |_| unreachable!("a is pending")).unwrap();
         assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn block_tx_hashes_are_remembered_for_txs_max_txs_and_at_least_one_block() {
+        let (a, b) = (Keypair::derive_insecure("a"), Keypair::derive_insecure("b"));
+        let hashes: Vec<TxHash> = (0..30).map(|n| tx(&a, &b, 1, n).hash()).collect();
+        let block = |n: u8| BlockHash(tally_crypto::Hash([n; 32]));
+        let mut m = Mempool::new(limits()); // txs_max 10
+        m.remember_block(block(1), &hashes[0..4]);
+        m.remember_block(block(2), &[]);
+        m.remember_block(block(3), &hashes[4..10]);
+        // Found valid, then committed: remembered once.
+        m.remember_block(block(3), &hashes[4..10]);
+        assert_eq!(m.recent_len, 10);
+        assert!(hashes[0..10].iter().all(|h| m.in_recent_block(h)));
+        assert!(!m.in_recent_block(&hashes[10]));
+        // One more block: the oldest goes, as a whole.
+        m.remember_block(block(4), &hashes[10..13]);
+        assert!(hashes[0..4].iter().all(|h| !m.in_recent_block(h)));
+        assert!(hashes[4..13].iter().all(|h| m.in_recent_block(h)));
+        // A block larger than txs_max is kept whole, alone.
+        m.remember_block(block(5), &hashes[13..30]);
+        assert!(hashes[4..13].iter().all(|h| !m.in_recent_block(h)));
+        assert!(hashes[13..30].iter().all(|h| m.in_recent_block(h)));
+        assert_eq!(m.recent.len(), 1);
+        // Remembering is not holding: the mempool itself is untouched.
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn the_sifter_lets_through_what_the_mempool_could_admit() {
+        let (a, b, c) = (
+            Keypair::derive_insecure("a"),
+            Keypair::derive_insecure("b"),
+            Keypair::derive_insecure("c"),
+        );
+        let acct = Account { balance: 100, nonce: 3 };
+        let mut m = Mempool::new(limits());
+        let pending = tx(&a, &b, 1, 3);
+        add(&mut m, &pending, &acct).unwrap();
+        let committed = tx(&c, &b, 1, 0);
+        let block = BlockHash(tally_crypto::Hash([7; 32]));
+        m.remember_block(block, &[committed.hash()]);
+        let reads = std::cell::Cell::new(0);
+        let mut sifter = m.sifter(|_| {
+            reads.set(reads.get() + 1);
+            Account { balance: 100, nonce: 1 }
+        });
+        let mut check = |t: &Tx| sifter.check(t, &t.hash());
+        assert_eq!(check(&pending), Err(Skip::Pending));
+        assert_eq!(check(&committed), Err(Skip::InBlock));
+        // `a` is pending at nonce 3: 4 is next, then 5; 4 again is used, 7 is after a gap.
+        assert_eq!(check(&tx(&a, &b, 1, 4)), Ok(()));
+        assert_eq!(check(&tx(&a, &b, 1, 4)), Err(Skip::Nonce));
+        assert_eq!(check(&tx(&a, &b, 1, 7)), Err(Skip::Nonce));
+        assert_eq!(check(&tx(&a, &b, 1, 5)), Ok(()));
+        // `c` has nothing pending: its committed account says nonce 1 (read once).
+        assert_eq!(check(&tx(&c, &b, 2, 0)), Err(Skip::Nonce));
+        assert_eq!(check(&tx(&c, &b, 1, 1)), Ok(()));
+        assert_eq!(check(&tx(&c, &b, 1, 2)), Ok(()));
+        assert_eq!(reads.get(), 1);
+        // Sifting admits nothing.
+        assert_eq!(m.len(), 1);
     }
 }

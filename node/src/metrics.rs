@@ -60,6 +60,10 @@ pub struct Metrics {
     pub tx_refused_syncing: Counter,
     /// Txs refused unverified because the mempool had no room, by source (rpc, gossip).
     pub tx_refused_full: Family<Labels, Counter>,
+    /// Gossiped txs dropped before their signatures were checked, by `reason`: `pending`
+    /// (in the mempool), `in_block` (in a block the node recently found valid or
+    /// committed), `nonce` (a nonce the mempool cannot take now: used, or after a gap).
+    pub gossip_txs_skipped: Family<Labels, Counter>,
     /// Compact proposals received, by how their block was rebuilt (`mempool`: every tx was
     /// in the mempool; `fetched`: some were fetched from a peer; `failed`: not rebuilt, the
     /// fetch failed or the proposal was beyond the window of blocks kept).
@@ -142,6 +146,7 @@ impl Metrics {
             subscriptions_dropped: Family::default(),
             tx_refused_syncing: Counter::default(),
             tx_refused_full: Family::default(),
+            gossip_txs_skipped: Family::default(),
             compact_proposals: Family::default(),
             proposal_txs_fetched: Counter::default(),
             signed_messages: Counter::default(),
@@ -281,6 +286,11 @@ impl Metrics {
             self.tx_refused_full.clone(),
         );
         r.register(
+            "gossip_txs_skipped",
+            "Gossiped txs dropped before their signatures were checked (pending: in the mempool; in_block: in a block found valid or committed recently; nonce: used, or after a gap)",
+            self.gossip_txs_skipped.clone(),
+        );
+        r.register(
             "compact_proposals",
             "Compact proposals received, by how their block was rebuilt (mempool, fetched; failed: not rebuilt)",
             self.compact_proposals.clone(),
@@ -300,6 +310,15 @@ impl Metrics {
         self.tx_refused_full
             .get_or_create(&vec![("source", source.to_string())])
             .inc_by(count as u64);
+    }
+
+    pub fn gossip_txs_skipped(&self, pending: u64, in_block: u64, nonce: u64) {
+        for (reason, n) in [("pending", pending), ("in_block", in_block), ("nonce", nonce)] {
+            if n > 0 {
+                let labels = vec![("reason", reason.to_string())];
+                self.gossip_txs_skipped.get_or_create(&labels).inc_by(n);
+            }
+        }
     }
 
     pub fn subscription_dropped(&self, reason: &'static str) {

@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::events::{BlockEvent, EventSender};
-use crate::mempool::{Mempool, MempoolError, MempoolLimits};
+use crate::mempool::{Mempool, MempoolError, MempoolLimits, Skip};
 use crate::sigverify::{OwnedItem, SigVerifyStage};
 use base64::Engine as _;
 use parking_lot::{Mutex, RwLock};
@@ -107,14 +107,22 @@ impl Drop for RoomClaim<'_> {
 /// the mempool: the mempool admits only txs whose signatures verified, and a tx hash covers
 /// the signature, so a tx found there by hash needs no second check. Built from the mempool
 /// before the ledger lock is taken (lock order: mempool, then ledger).
+/// The signatures it checks are counted as `tally_signature_batch_size{source="block"}`.
 pub struct BlockTxVerifier<'a> {
     verifier: &'a Verifier,
+    metrics: &'a crate::metrics::Metrics,
     in_mempool: HashSet<TxHash, foldhash::fast::RandomState>,
 }
 
 impl TxVerifier for BlockTxVerifier<'_> {
     fn verify_many(&self, items: &[SignedItem<'_>]) -> Vec<Result<(), VerifyError>> {
-        self.verifier.verify_many(items)
+        let started = Instant::now();
+        let verdicts = self.verifier.verify_many(items);
+        if !items.is_empty() {
+            let seconds = started.elapsed().as_secs_f64();
+            self.metrics.signature_batch("block", items.len(), seconds);
+        }
+        verdicts
     }
 
     fn known_verified(&self, tx_hash: &TxHash) -> bool {
@@ -128,6 +136,15 @@ pub struct FoundTx {
     pub index: u32,
     pub tx: Tx,
     pub proof: Option<Value>,
+}
+
+/// A gossiped batch sifted by [`Shared::sift_gossip`].
+pub struct Sifted {
+    /// The txs worth verifying, in order, each with its hash.
+    pub txs: Vec<(Tx, TxHash)>,
+    /// Some txs were dropped unverified for their nonce: this node cannot vouch for the
+    /// batch, so it is not forwarded.
+    pub unvouched: bool,
 }
 
 /// The node's identity, for `status` and `net_info`.
@@ -251,28 +268,62 @@ impl Shared {
     ) -> (Vec<Tx>, BlockTxVerifier<'_>) {
         let (txs, hashes) = self.mempool.lock().reap_hashed(txs_max, bytes_max);
         let in_mempool = hashes.into_iter().collect();
-        (txs, BlockTxVerifier { verifier: &self.verifier, in_mempool })
+        (txs, BlockTxVerifier { verifier: &self.verifier, metrics: &self.metrics, in_mempool })
     }
 
     /// A verifier for the block whose tx hashes are `tx_hashes` (see [`BlockTxVerifier`]).
     pub fn block_tx_verifier(&self, tx_hashes: &[TxHash]) -> BlockTxVerifier<'_> {
         let mempool = self.mempool.lock();
         let in_mempool = tx_hashes.iter().filter(|h| mempool.contains(h)).copied().collect();
-        BlockTxVerifier { verifier: &self.verifier, in_mempool }
+        BlockTxVerifier { verifier: &self.verifier, metrics: &self.metrics, in_mempool }
     }
 
-    /// `batches` without the txs the mempool already holds, each tx with its hash (computed
-    /// before the lock is taken, and passed on to [`Shared::admit_verified`]).
-    pub fn without_pending(&self, batches: Vec<Vec<Tx>>) -> Vec<Vec<(Tx, TxHash)>> {
+    /// Sifts gossiped batches before their signatures are checked, under one mempool lock:
+    /// drops the txs this node already has (pending in the mempool, or in a block it
+    /// recently found valid or committed: see [`crate::mempool`]) and those whose nonce the
+    /// mempool would refuse now (already used, or after a gap: an earlier tx of the sender
+    /// was dropped for lack of room). Under overload those are most of what arrives, and
+    /// verifying them only for the mempool to refuse them took the CPU that commits blocks.
+    /// Each kept tx comes with its hash, passed on to [`Shared::admit_verified`]. The drops
+    /// are counted in `tally_gossip_txs_skipped_total{reason}`.
+    pub fn sift_gossip(&self, batches: Vec<Vec<Tx>>) -> Vec<Sifted> {
         let hashed: Vec<Vec<(Tx, TxHash)>> = batches
             .into_iter()
             .map(|txs| txs.into_iter().map(|t| (t, t.hash())).collect())
             .collect();
-        let mempool = self.mempool.lock();
-        hashed
-            .into_iter()
-            .map(|txs| txs.into_iter().filter(|(_, h)| !mempool.contains(h)).collect())
-            .collect()
+        let (mut pending, mut in_block, mut nonce) = (0u64, 0u64, 0u64);
+        let sifted = {
+            let mempool = self.mempool.lock();
+            let ledger = self.ledger.read();
+            let mut sifter = mempool.sifter(|k| ledger.account(k));
+            hashed
+                .into_iter()
+                .map(|txs| {
+                    let nonce_before = nonce;
+                    let txs = txs
+                        .into_iter()
+                        .filter(|(tx, hash)| match sifter.check(tx, hash) {
+                            Ok(()) => true,
+                            Err(Skip::Pending) => {
+                                pending += 1;
+                                false
+                            }
+                            Err(Skip::InBlock) => {
+                                in_block += 1;
+                                false
+                            }
+                            Err(Skip::Nonce) => {
+                                nonce += 1;
+                                false
+                            }
+                        })
+                        .collect();
+                    Sifted { txs, unvouched: nonce > nonce_before }
+                })
+                .collect::<Vec<_>>()
+        };
+        self.metrics.gossip_txs_skipped(pending, in_block, nonce);
+        sifted
     }
 
     /// The mempool's copies of the txs `tx_hashes`, in order (`None` where it has none),

@@ -409,6 +409,9 @@ impl Driver {
         };
         match verdict {
             Ok(outcome) => {
+                // Its txs are verified now: gossiped copies still on their way are dropped
+                // unverified (see crate::mempool).
+                self.shared.mempool.lock().remember_block(*hash, &outcome.tx_hashes);
                 self.blocks.set_verdict(*hash, Some(outcome));
                 Some(true)
             }
@@ -485,6 +488,7 @@ impl Driver {
             let mut mempool = self.shared.mempool.lock();
             self.shared.ledger.write().apply_persisted(block, outcome);
             let ledger = self.shared.ledger.read();
+            mempool.remember_block(block.hash(), &hashes);
             mempool.update(&hashes, &touched, |k| ledger.account(k))
         };
         self.shared.notify_committed(height, &hashes);
