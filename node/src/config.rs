@@ -103,11 +103,11 @@ pub struct MempoolConfig {
     pub txs_max: usize,
     /// Pending transactions kept before transactions submitted over RPC are refused
     /// ("mempool is full"); the room above it, up to `txs_max`, is for transactions gossiped
-    /// by peers, which their proposals will carry (see `Shared::claim_room`). Unset: `txs_max`
-    /// (no room kept). A quarter of `txs_max` on each of four validators taking RPC load
-    /// keeps latency bounded beyond capacity (every node can hold every pending tx, so no
-    /// proposal's txs need fetching), at the cost of more `mempool_full` refusals near
-    /// capacity (README, "Performance").
+    /// by peers, which their proposals will carry (see `Shared::claim_room`). Unset: half of
+    /// `txs_max`. Under overload, clients are then pushed back before peers' txs are
+    /// dropped: a dropped tx leaves a nonce gap, its sender's later txs cannot be admitted
+    /// either, and the proposals carrying them must be fetched and verified when they come,
+    /// on the consensus path (README, "Performance"). Set it to `txs_max` to keep no room.
     pub rpc_txs_max: Option<usize>,
     /// Pending transaction bytes kept; likewise.
     pub bytes_max: u64,
@@ -126,9 +126,9 @@ pub struct MempoolConfig {
 
 impl MempoolConfig {
     /// Pending transactions beyond which RPC submissions are refused: `rpc_txs_max`, or
-    /// `txs_max`.
+    /// half of `txs_max` (at least 1).
     pub fn rpc_limit(&self) -> usize {
-        self.rpc_txs_max.unwrap_or(self.txs_max)
+        self.rpc_txs_max.unwrap_or(self.txs_max.div_ceil(2)).min(self.txs_max)
     }
 }
 
@@ -510,11 +510,14 @@ mod tests {
         c.mempool.txs_max = 0;
         assert!(c.validate().unwrap_err().to_string().contains("mempool.txs_max"));
         let mut c = Config::default();
-        assert_eq!(c.mempool.rpc_limit(), c.mempool.txs_max, "txs_max when unset");
+        assert_eq!(c.mempool.rpc_limit(), c.mempool.txs_max / 2, "half of txs_max when unset");
         c.mempool.rpc_txs_max = Some(c.mempool.txs_max + 1);
         assert!(c.validate().unwrap_err().to_string().contains("mempool.rpc_txs_max"));
         c.mempool.txs_max = 1;
         c.mempool.txs_per_sender_max = 1;
+        c.mempool.rpc_txs_max = None;
+        c.validate().unwrap();
+        assert_eq!(c.mempool.rpc_limit(), 1, "never 0");
         c.mempool.rpc_txs_max = Some(1);
         c.validate().unwrap();
         assert_eq!(c.mempool.rpc_limit(), 1);

@@ -340,7 +340,7 @@ impl Shared {
     /// falls as the offered load rises. Counting only txs is enough: every tx has the same
     /// encoded size, and `bytes_max` is the mempool's own hard limit.
     ///
-    /// RPC submissions may fill the mempool only up to `mempool.rpc_txs_max` (all of it by
+    /// RPC submissions may fill the mempool only up to `mempool.rpc_txs_max` (half of it by
     /// default); the rest is kept for txs gossiped by peers. Without such room, under
     /// overload every node's clients fill its mempool, every node drops its peers' txs,
     /// and each proposal's txs are fetched and verified when the block comes, on the
@@ -419,22 +419,28 @@ impl Shared {
     }
 
     fn submit_batch_blocking(&self, txs: Vec<String>) -> Vec<Result<TxHash, SubmitError>> {
-        let mut decoded: Vec<Result<(Tx, u64), SubmitError>> = txs
+        // Room is claimed first: the txs beyond it are refused, in submission order, before
+        // they are even decoded (a client retrying a full node costs it little). A tx that
+        // does not decode takes no room.
+        let room = self.claim_room(txs.len(), Source::Rpc);
+        let mut left = room.granted;
+        let mut full: Option<SubmitError> = None;
+        let mut refused = 0;
+        let decoded: Vec<Result<(Tx, u64), SubmitError>> = txs
             .iter()
             .map(|s| {
+                if left == 0 {
+                    refused += 1;
+                    return Err(full.get_or_insert_with(|| self.mempool_full()).clone());
+                }
                 let bytes = self.decode_tx_param(Some(s))?;
-                Ok((self.decode_checked(&bytes)?, bytes.len() as u64))
+                let tx = self.decode_checked(&bytes)?;
+                left -= 1;
+                Ok((tx, bytes.len() as u64))
             })
             .collect();
-        // The txs beyond the mempool's room are refused unverified, in submission order.
-        let wanted = decoded.iter().filter(|r| r.is_ok()).count();
-        let room = self.claim_room(wanted, Source::Rpc);
-        if room.granted < wanted {
-            let full = self.mempool_full();
-            for r in decoded.iter_mut().filter(|r| r.is_ok()).skip(room.granted) {
-                *r = Err(full.clone());
-            }
-            self.metrics.refused_full("rpc", wanted - room.granted);
+        if refused > 0 {
+            self.metrics.refused_full("rpc", refused);
         }
         let (ok, items): (Vec<usize>, Vec<OwnedItem>) = decoded
             .iter()
@@ -450,10 +456,15 @@ impl Shared {
                 })
             })
             .unzip();
-        let started = Instant::now();
         let count = items.len();
-        let verdicts = self.sigverify.submit(items).wait_blocking();
-        self.metrics.signature_batch("rpc", count, started.elapsed().as_secs_f64());
+        let verdicts = if count == 0 {
+            Vec::new()
+        } else {
+            let started = Instant::now();
+            let verdicts = self.sigverify.submit(items).wait_blocking();
+            self.metrics.signature_batch("rpc", count, started.elapsed().as_secs_f64());
+            verdicts
+        };
         let mut sig_ok = vec![true; decoded.len()];
         let mut sig_err: HashMap<usize, VerifyError> = HashMap::new();
         for (pos, i) in ok.iter().enumerate() {

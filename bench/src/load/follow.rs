@@ -6,6 +6,7 @@ use super::micros_since;
 use super::presign::Presigned;
 use super::rpc::Client;
 use base64::Engine as _;
+use serde::Deserialize;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -29,6 +30,22 @@ pub struct Followed {
     pub foreign: u64,
     pub first_height: u64,
     pub last_height: u64,
+}
+
+/// Of a `block` reply, only its txs are read.
+#[derive(Deserialize)]
+struct BlockReply {
+    block: BlockTxs,
+}
+
+#[derive(Deserialize)]
+struct BlockTxs {
+    data: BlockData,
+}
+
+#[derive(Deserialize)]
+struct BlockData {
+    txs: Vec<String>,
 }
 
 pub struct Follower<'a> {
@@ -59,17 +76,18 @@ impl Follower<'_> {
                 }
             };
             while next <= tip {
-                let block = self.client.call("block", json!({ "height": next.to_string() }))?;
+                let block: BlockReply =
+                    self.client.call_as("block", json!({ "height": next.to_string() }))?;
                 let at = micros_since(self.start);
                 let second = (at / 1_000_000) as usize;
-                let txs = block["block"]["data"]["txs"].as_array().cloned().unwrap_or_default();
+                let txs = block.block.data.txs;
                 let mut out = self.out.lock().expect("lock");
                 if out.seconds.len() <= second {
                     out.seconds.resize(second + 1, Second::default());
                 }
                 out.seconds[second].blocks += 1;
                 for tx in &txs {
-                    let bytes = engine.decode(tx.as_str().unwrap_or_default()).unwrap_or_default();
+                    let bytes = engine.decode(tx).unwrap_or_default();
                     let hash = tally_ledger::Tx::decode(&bytes).map(|t| t.hash());
                     let Some(&i) = hash.ok().and_then(|h| self.pre.index.get(&h)) else {
                         out.foreign += 1;
