@@ -189,6 +189,9 @@ fn a_full_mempool_refuses_txs_before_checking_their_signatures() {
         .map(|r| if r["code"] == 0 { "ok" } else { r["reason"].as_str().unwrap_or("?") })
         .collect();
     assert_eq!(reasons, ["ok", "ok", "ok", "mempool_full", "mempool_full", "mempool_full"]);
+    assert_eq!(reply["accepted"], 3, "{reply}");
+    assert_eq!(reply["results"][0]["hash"], txs[0].hash().0.to_hex(), "{reply}");
+    assert!(reply["results"][3].get("hash").is_none(), "{reply}");
     let metrics = net.metrics(0);
     assert!(metrics.contains("tally_tx_refused_full_total{source=\"rpc\"} 3"), "{metrics}");
 
