@@ -329,9 +329,7 @@ pub fn module(shared: Arc<Shared>) -> anyhow::Result<RpcModule<Shared>> {
         let results = results
             .into_iter()
             .map(|r| match r {
-                Ok(h) => {
-                    TxBatchItem { code: 0, hash: Some(h.0.to_hex()), log: None, reason: None }
-                }
+                Ok(h) => TxBatchItem { code: 0, hash: Some(h.0.to_hex()), log: None, reason: None },
                 Err(e) => TxBatchItem {
                     code: 1,
                     hash: None,
