@@ -15,15 +15,13 @@
 //!
 //! Reaping takes transactions in arrival order, which per sender is nonce order.
 //!
-//! The mempool also remembers the tx hashes of the last blocks this node found valid or
-//! committed (up to `txs_max` hashes, at least the last block's), a little like CometBFT's
-//! mempool cache. Under load, a proposal often arrives before the gossip of its newest
-//! txs: the node fetches them from a peer and verifies them with the block, and their
-//! gossiped copies arrive after that, some after the commit. Dropping those copies before
-//! their signatures are checked keeps a node that fell behind from verifying each tx twice.
+//! Gossiped txs are sifted before their signatures are checked ([`Sifter`]): txs already
+//! pending, and txs whose nonce the mempool cannot take (used, or after a gap), are dropped
+//! unverified. Under overload most of what arrives is such txs (a node that dropped one tx
+//! of a sender for lack of room cannot admit the sender's later ones), and verifying them
+//! only for the mempool to refuse them took the CPU that commits blocks.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use tally_consensus::BlockHash;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use tally_crypto::PublicKey;
 use tally_ledger::{Account, Tx, TxHash};
 
@@ -76,10 +74,6 @@ pub struct Mempool {
     order: BTreeMap<u64, TxHash>,
     next_seq: u64,
     bytes: u64,
-    /// The tx hashes of the last blocks found valid or committed, oldest first.
-    recent: VecDeque<(BlockHash, Set<TxHash>)>,
-    /// Hashes in `recent`, in all.
-    recent_len: usize,
 }
 
 impl Mempool {
@@ -91,8 +85,6 @@ impl Mempool {
             order: BTreeMap::new(),
             next_seq: 0,
             bytes: 0,
-            recent: VecDeque::new(),
-            recent_len: 0,
         }
     }
 
@@ -112,28 +104,6 @@ impl Mempool {
         self.by_hash.contains_key(hash)
     }
 
-    /// Whether the tx is in one of the last blocks found valid or committed (see the module
-    /// docs).
-    pub fn in_recent_block(&self, hash: &TxHash) -> bool {
-        self.recent.iter().rev().any(|(_, set)| set.contains(hash))
-    }
-
-    /// Remembers the tx hashes of a block found valid or committed (once per block),
-    /// forgetting the oldest blocks' beyond `txs_max` hashes in all (the newest block's are
-    /// always kept).
-    pub fn remember_block(&mut self, block: BlockHash, hashes: &[TxHash]) {
-        if hashes.is_empty() || self.recent.iter().any(|(b, _)| *b == block) {
-            return;
-        }
-        while !self.recent.is_empty() && self.recent_len + hashes.len() > self.limits.txs_max {
-            let (_, oldest) = self.recent.pop_front().expect("not empty");
-            self.recent_len -= oldest.len();
-        }
-        let set: Set<TxHash> = hashes.iter().copied().collect();
-        self.recent_len += set.len();
-        self.recent.push_back((block, set));
-    }
-
     pub fn get(&self, hash: &TxHash) -> Option<&Tx> {
         self.by_hash.get(hash).map(|e| &e.tx)
     }
@@ -147,7 +117,7 @@ impl Mempool {
     /// A [`Sifter`] for gossiped txs; `committed` reads the committed account of a sender
     /// with no pending tx.
     pub fn sifter<F: Fn(&PublicKey) -> Account>(&self, committed: F) -> Sifter<'_, F> {
-        Sifter { mempool: self, expected: Map::default(), committed }
+        Sifter { mempool: self, nonces: Map::default(), passed: Set::default(), committed }
     }
 
     /// Admits a signature-checked tx. `committed` reads the sender's committed account; it is
@@ -307,42 +277,52 @@ impl Mempool {
 /// Why a gossiped tx is dropped before its signature is checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Skip {
-    /// It is in the mempool.
+    /// It is in the mempool, or was let through earlier by the same sifter.
     Pending,
-    /// It is in a block this node recently found valid or committed.
-    InBlock,
-    /// Its nonce is not the one the mempool would take: already used, or after a gap.
+    /// Its nonce is one the mempool cannot take: already used (committed or pending), or
+    /// after a gap.
     Nonce,
 }
 
 /// Picks, among gossiped txs taken in order, those the mempool could admit once their
-/// signatures verify, so that the others are not verified for nothing (see
-/// `Shared::sift_gossip`). It counts the txs it let through: a sender's next tx must carry
-/// the nonce after them.
+/// signatures verify, so that the others are not verified for nothing.
+///
+/// A sender's tx passes if its nonce is between the one the mempool expects next and one
+/// past the highest nonce already let through. Several txs with the same nonce all pass:
+/// the sifter has not checked their signatures, so one with a forged signature must not
+/// take the slot of the genuine one (a peer could otherwise keep a sender's txs out of the
+/// mempool by sending forgeries first). Forgeries cost only their verification, as before.
 pub struct Sifter<'a, F> {
     mempool: &'a Mempool,
-    expected: Map<PublicKey, u64>,
+    /// Per sender: the nonce the mempool expects, and one past the highest let through.
+    nonces: Map<PublicKey, (u64, u64)>,
+    /// Hashes let through: a second copy of one is dropped as pending.
+    passed: Set<TxHash>,
     committed: F,
 }
 
 impl<F: Fn(&PublicKey) -> Account> Sifter<'_, F> {
     pub fn check(&mut self, tx: &Tx, hash: &TxHash) -> Result<(), Skip> {
         let m = self.mempool;
-        if m.contains(hash) {
+        if m.contains(hash) || self.passed.contains(hash) {
             return Err(Skip::Pending);
         }
-        if m.in_recent_block(hash) {
-            return Err(Skip::InBlock);
-        }
         let from = tx.transfer.from;
-        let next = self.expected.entry(from).or_insert_with(|| match m.senders.get(&from) {
-            Some(s) => s.committed.nonce.saturating_add(s.by_nonce.len() as u64),
-            None => (self.committed)(&from).nonce,
+        let (expected, next) = self.nonces.entry(from).or_insert_with(|| {
+            let expected = match m.senders.get(&from) {
+                Some(s) => s.committed.nonce.saturating_add(s.by_nonce.len() as u64),
+                None => (self.committed)(&from).nonce,
+            };
+            (expected, expected)
         });
-        if tx.transfer.nonce != *next {
+        let nonce = tx.transfer.nonce;
+        if nonce < *expected || nonce > *next {
             return Err(Skip::Nonce);
         }
-        *next += 1;
+        if nonce == *next {
+            *next += 1;
+        }
+        self.passed.insert(*hash);
         Ok(())
     }
 }
@@ -463,33 +443,6 @@ mod tests {
     }
 
     #[test]
-    fn block_tx_hashes_are_remembered_for_txs_max_txs_and_at_least_one_block() {
-        let (a, b) = (Keypair::derive_insecure("a"), Keypair::derive_insecure("b"));
-        let hashes: Vec<TxHash> = (0..30).map(|n| tx(&a, &b, 1, n).hash()).collect();
-        let block = |n: u8| BlockHash(tally_crypto::Hash([n; 32]));
-        let mut m = Mempool::new(limits()); // txs_max 10
-        m.remember_block(block(1), &hashes[0..4]);
-        m.remember_block(block(2), &[]);
-        m.remember_block(block(3), &hashes[4..10]);
-        // Found valid, then committed: remembered once.
-        m.remember_block(block(3), &hashes[4..10]);
-        assert_eq!(m.recent_len, 10);
-        assert!(hashes[0..10].iter().all(|h| m.in_recent_block(h)));
-        assert!(!m.in_recent_block(&hashes[10]));
-        // One more block: the oldest goes, as a whole.
-        m.remember_block(block(4), &hashes[10..13]);
-        assert!(hashes[0..4].iter().all(|h| !m.in_recent_block(h)));
-        assert!(hashes[4..13].iter().all(|h| m.in_recent_block(h)));
-        // A block larger than txs_max is kept whole, alone.
-        m.remember_block(block(5), &hashes[13..30]);
-        assert!(hashes[4..13].iter().all(|h| !m.in_recent_block(h)));
-        assert!(hashes[13..30].iter().all(|h| m.in_recent_block(h)));
-        assert_eq!(m.recent.len(), 1);
-        // Remembering is not holding: the mempool itself is untouched.
-        assert!(m.is_empty());
-    }
-
-    #[test]
     fn the_sifter_lets_through_what_the_mempool_could_admit() {
         let (a, b, c) = (
             Keypair::derive_insecure("a"),
@@ -500,9 +453,6 @@ mod tests {
         let mut m = Mempool::new(limits());
         let pending = tx(&a, &b, 1, 3);
         add(&mut m, &pending, &acct).unwrap();
-        let committed = tx(&c, &b, 1, 0);
-        let block = BlockHash(tally_crypto::Hash([7; 32]));
-        m.remember_block(block, &[committed.hash()]);
         let reads = std::cell::Cell::new(0);
         let mut sifter = m.sifter(|_| {
             reads.set(reads.get() + 1);
@@ -510,18 +460,36 @@ mod tests {
         });
         let mut check = |t: &Tx| sifter.check(t, &t.hash());
         assert_eq!(check(&pending), Err(Skip::Pending));
-        assert_eq!(check(&committed), Err(Skip::InBlock));
-        // `a` is pending at nonce 3: 4 is next, then 5; 4 again is used, 7 is after a gap.
-        assert_eq!(check(&tx(&a, &b, 1, 4)), Ok(()));
-        assert_eq!(check(&tx(&a, &b, 1, 4)), Err(Skip::Nonce));
+        // `a` is pending at nonce 3: 4 is next, then 5; 3 is used, 7 is after a gap.
+        let a4 = tx(&a, &b, 1, 4);
+        assert_eq!(check(&a4), Ok(()));
+        assert_eq!(check(&a4), Err(Skip::Pending), "a second copy");
+        assert_eq!(check(&tx(&a, &b, 2, 3)), Err(Skip::Nonce));
         assert_eq!(check(&tx(&a, &b, 1, 7)), Err(Skip::Nonce));
         assert_eq!(check(&tx(&a, &b, 1, 5)), Ok(()));
-        // `c` has nothing pending: its committed account says nonce 1 (read once).
-        assert_eq!(check(&tx(&c, &b, 2, 0)), Err(Skip::Nonce));
+        // `c` has nothing pending: its committed account says nonce 1 (read once); a
+        // committed tx (nonce 0) is used.
+        assert_eq!(check(&tx(&c, &b, 1, 0)), Err(Skip::Nonce));
         assert_eq!(check(&tx(&c, &b, 1, 1)), Ok(()));
         assert_eq!(check(&tx(&c, &b, 1, 2)), Ok(()));
         assert_eq!(reads.get(), 1);
         // Sifting admits nothing.
         assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn a_forged_tx_does_not_take_the_nonce_of_the_genuine_one() {
+        let (a, b) = (Keypair::derive_insecure("a"), Keypair::derive_insecure("b"));
+        let m = Mempool::new(limits());
+        let mut sifter = m.sifter(|_| Account { balance: 100, nonce: 0 });
+        let genuine = tx(&a, &b, 1, 0);
+        let mut forged = genuine;
+        forged.signature.0[0] ^= 1;
+        let mut check = |t: &Tx| sifter.check(t, &t.hash());
+        // The forgery comes first: both pass, verification tells them apart.
+        assert_eq!(check(&forged), Ok(()));
+        assert_eq!(check(&genuine), Ok(()));
+        assert_eq!(check(&tx(&a, &b, 1, 1)), Ok(()));
+        assert_eq!(check(&tx(&a, &b, 1, 3)), Err(Skip::Nonce));
     }
 }

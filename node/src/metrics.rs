@@ -61,8 +61,8 @@ pub struct Metrics {
     /// Txs refused unverified because the mempool had no room, by source (rpc, gossip).
     pub tx_refused_full: Family<Labels, Counter>,
     /// Gossiped txs dropped before their signatures were checked, by `reason`: `pending`
-    /// (in the mempool), `in_block` (in a block the node recently found valid or
-    /// committed), `nonce` (a nonce the mempool cannot take now: used, or after a gap).
+    /// (in the mempool, or a second copy), `nonce` (a nonce the mempool cannot take: used,
+    /// or after a gap).
     pub gossip_txs_skipped: Family<Labels, Counter>,
     /// Compact proposals received, by how their block was rebuilt (`mempool`: every tx was
     /// in the mempool; `fetched`: some were fetched from a peer; `failed`: not rebuilt, the
@@ -287,7 +287,7 @@ impl Metrics {
         );
         r.register(
             "gossip_txs_skipped",
-            "Gossiped txs dropped before their signatures were checked (pending: in the mempool; in_block: in a block found valid or committed recently; nonce: used, or after a gap)",
+            "Gossiped txs dropped before their signatures were checked (pending: in the mempool or a second copy; nonce: used, or after a gap)",
             self.gossip_txs_skipped.clone(),
         );
         r.register(
@@ -312,8 +312,8 @@ impl Metrics {
             .inc_by(count as u64);
     }
 
-    pub fn gossip_txs_skipped(&self, pending: u64, in_block: u64, nonce: u64) {
-        for (reason, n) in [("pending", pending), ("in_block", in_block), ("nonce", nonce)] {
+    pub fn gossip_txs_skipped(&self, pending: u64, nonce: u64) {
+        for (reason, n) in [("pending", pending), ("nonce", nonce)] {
             if n > 0 {
                 let labels = vec![("reason", reason.to_string())];
                 self.gossip_txs_skipped.get_or_create(&labels).inc_by(n);

@@ -107,7 +107,8 @@ impl Drop for RoomClaim<'_> {
 /// the mempool: the mempool admits only txs whose signatures verified, and a tx hash covers
 /// the signature, so a tx found there by hash needs no second check. Built from the mempool
 /// before the ledger lock is taken (lock order: mempool, then ledger).
-/// The signatures it checks are counted as `tally_signature_batch_size{source="block"}`.
+/// The signatures it is asked to check are counted as
+/// `tally_signature_batch_size{source="block"}`.
 pub struct BlockTxVerifier<'a> {
     verifier: &'a Verifier,
     metrics: &'a crate::metrics::Metrics,
@@ -278,20 +279,18 @@ impl Shared {
         BlockTxVerifier { verifier: &self.verifier, metrics: &self.metrics, in_mempool }
     }
 
-    /// Sifts gossiped batches before their signatures are checked, under one mempool lock:
-    /// drops the txs this node already has (pending in the mempool, or in a block it
-    /// recently found valid or committed: see [`crate::mempool`]) and those whose nonce the
-    /// mempool would refuse now (already used, or after a gap: an earlier tx of the sender
-    /// was dropped for lack of room). Under overload those are most of what arrives, and
-    /// verifying them only for the mempool to refuse them took the CPU that commits blocks.
-    /// Each kept tx comes with its hash, passed on to [`Shared::admit_verified`]. The drops
-    /// are counted in `tally_gossip_txs_skipped_total{reason}`.
+    /// Sifts gossiped batches before their signatures are checked, under one mempool lock
+    /// (see [`crate::mempool::Sifter`]): drops the txs already pending and those whose nonce
+    /// the mempool cannot take (used, or after a gap: an earlier tx of the sender was
+    /// dropped for lack of room). Each kept tx comes with its hash, passed on to
+    /// [`Shared::admit_verified`]. The drops are counted in
+    /// `tally_gossip_txs_skipped_total{reason}`.
     pub fn sift_gossip(&self, batches: Vec<Vec<Tx>>) -> Vec<Sifted> {
         let hashed: Vec<Vec<(Tx, TxHash)>> = batches
             .into_iter()
             .map(|txs| txs.into_iter().map(|t| (t, t.hash())).collect())
             .collect();
-        let (mut pending, mut in_block, mut nonce) = (0u64, 0u64, 0u64);
+        let (mut pending, mut nonce) = (0u64, 0u64);
         let sifted = {
             let mempool = self.mempool.lock();
             let ledger = self.ledger.read();
@@ -308,10 +307,6 @@ impl Shared {
                                 pending += 1;
                                 false
                             }
-                            Err(Skip::InBlock) => {
-                                in_block += 1;
-                                false
-                            }
                             Err(Skip::Nonce) => {
                                 nonce += 1;
                                 false
@@ -322,8 +317,29 @@ impl Shared {
                 })
                 .collect::<Vec<_>>()
         };
-        self.metrics.gossip_txs_skipped(pending, in_block, nonce);
+        self.metrics.gossip_txs_skipped(pending, nonce);
         sifted
+    }
+
+    /// Puts the txs of a block judged valid into the mempool, as verified (the block's
+    /// validation checked the signatures of those it did not hold). A node that fetched a
+    /// proposal's txs then holds them like the others: their gossiped copies, still on
+    /// their way, are dropped unverified, the sender's later txs can be admitted, and if the
+    /// block does not commit the txs stay pending here. Refusals (already held, a
+    /// conflicting tx, no room) are expected and ignored. `tx_hashes[i]` is the hash of
+    /// `txs[i]`.
+    pub fn adopt_block_txs(&self, txs: &[Tx], tx_hashes: &[TxHash]) {
+        let mut mempool = self.mempool.lock();
+        if tx_hashes.iter().all(|h| mempool.contains(h)) {
+            return;
+        }
+        let ledger = self.ledger.read();
+        for (tx, hash) in txs.iter().zip(tx_hashes) {
+            if !mempool.contains(hash) {
+                let bytes = tally_ledger::TX_BYTES as u64;
+                let _ = mempool.insert(*tx, *hash, bytes, |k| ledger.account(k));
+            }
+        }
     }
 
     /// The mempool's copies of the txs `tx_hashes`, in order (`None` where it has none),
@@ -421,7 +437,8 @@ impl Shared {
     fn submit_batch_blocking(&self, txs: Vec<String>) -> Vec<Result<TxHash, SubmitError>> {
         // Room is claimed first: the txs beyond it are refused, in submission order, before
         // they are even decoded (a client retrying a full node costs it little). A tx that
-        // does not decode takes no room.
+        // does not decode uses none of this batch's share (its claim is held until the
+        // batch is admitted, like the rest).
         let room = self.claim_room(txs.len(), Source::Rpc);
         let mut left = room.granted;
         let mut full: Option<SubmitError> = None;

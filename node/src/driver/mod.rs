@@ -409,9 +409,8 @@ impl Driver {
         };
         match verdict {
             Ok(outcome) => {
-                // Its txs are verified now: gossiped copies still on their way are dropped
-                // unverified (see crate::mempool).
-                self.shared.mempool.lock().remember_block(*hash, &outcome.tx_hashes);
+                // Its txs are verified now: hold the ones fetched for it like the others.
+                self.shared.adopt_block_txs(&block.txs, &outcome.tx_hashes);
                 self.blocks.set_verdict(*hash, Some(outcome));
                 Some(true)
             }
@@ -488,7 +487,6 @@ impl Driver {
             let mut mempool = self.shared.mempool.lock();
             self.shared.ledger.write().apply_persisted(block, outcome);
             let ledger = self.shared.ledger.read();
-            mempool.remember_block(block.hash(), &hashes);
             mempool.update(&hashes, &touched, |k| ledger.account(k))
         };
         self.shared.notify_committed(height, &hashes);
