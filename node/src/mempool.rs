@@ -61,6 +61,13 @@ struct Sender {
     spent: u64,
 }
 
+impl Sender {
+    /// The nonce its next tx must carry: pending nonces are contiguous from the committed one.
+    fn next_nonce(&self) -> u64 {
+        self.committed.nonce.saturating_add(self.by_nonce.len() as u64)
+    }
+}
+
 /// Hashed with foldhash (seeded per process): cheaper than SipHash on the admission path,
 /// and still keyed, since senders choose their keys and, by grinding, their tx hashes.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -147,7 +154,7 @@ impl Mempool {
             return Err(MempoolError::SenderFull(sender.by_nonce.len()));
         }
         let committed = sender.committed;
-        let expected = committed.nonce.saturating_add(sender.by_nonce.len() as u64);
+        let expected = sender.next_nonce();
         let available = committed.balance.saturating_sub(sender.spent);
         let verdict = if t.nonce != expected {
             Err(MempoolError::BadNonce { expected, got: t.nonce })
@@ -310,7 +317,7 @@ impl<F: Fn(&PublicKey) -> Account> Sifter<'_, F> {
         let from = tx.transfer.from;
         let (expected, next) = self.nonces.entry(from).or_insert_with(|| {
             let expected = match m.senders.get(&from) {
-                Some(s) => s.committed.nonce.saturating_add(s.by_nonce.len() as u64),
+                Some(s) => s.next_nonce(),
                 None => (self.committed)(&from).nonce,
             };
             (expected, expected)

@@ -131,6 +131,13 @@ impl TxVerifier for BlockTxVerifier<'_> {
     }
 }
 
+impl BlockTxVerifier<'_> {
+    /// How many of the block's txs the mempool held when the verifier was made.
+    pub fn known_count(&self) -> usize {
+        self.in_mempool.len()
+    }
+}
+
 /// What `tx` returns from the store.
 pub struct FoundTx {
     pub height: Height,
@@ -330,9 +337,6 @@ impl Shared {
     /// `txs[i]`.
     pub fn adopt_block_txs(&self, txs: &[Tx], tx_hashes: &[TxHash]) {
         let mut mempool = self.mempool.lock();
-        if tx_hashes.iter().all(|h| mempool.contains(h)) {
-            return;
-        }
         let ledger = self.ledger.read();
         for (tx, hash) in txs.iter().zip(tx_hashes) {
             if !mempool.contains(hash) {

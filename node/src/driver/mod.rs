@@ -393,6 +393,8 @@ impl Driver {
         }
         let block = self.blocks.get(height, hash)?;
         let drift_max = self.shared.config.consensus.block_time_drift_max_ms;
+        // Whether the mempool lacked some of the block's txs (they were fetched for it).
+        let mut fetched = false;
         let verdict = if block.header.time_ms > now_ms().saturating_add(drift_max) {
             Err(format!(
                 "block time {} ms is more than {drift_max} ms ahead of this node's clock",
@@ -404,13 +406,16 @@ impl Driver {
                 None => block.txs.iter().map(Tx::hash).collect(),
             };
             let verifier = self.shared.block_tx_verifier(&tx_hashes);
+            fetched = verifier.known_count() < block.txs.len();
             let ledger = self.shared.ledger.read();
             ledger.validate_block_hashed(&block, tx_hashes, &verifier).map_err(|e| e.to_string())
         };
         match verdict {
             Ok(outcome) => {
                 // Its txs are verified now: hold the ones fetched for it like the others.
-                self.shared.adopt_block_txs(&block.txs, &outcome.tx_hashes);
+                if fetched {
+                    self.shared.adopt_block_txs(&block.txs, &outcome.tx_hashes);
+                }
                 self.blocks.set_verdict(*hash, Some(outcome));
                 Some(true)
             }
