@@ -135,8 +135,10 @@ impl MempoolConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsensusConfig {
-    /// Pause after a commit before the next height starts, to gather transactions and late
-    /// precommits (CometBFT's timeout_commit). Local timing only: not part of consensus.
+    /// Pause after a decision before the next height starts, to gather transactions and late
+    /// precommits (CometBFT's timeout_commit); the decided block is written meanwhile, and
+    /// the next height waits for the write if it takes longer. Local timing only: not part
+    /// of consensus.
     pub timeout_commit_ms: u64,
     /// While a height does not advance, re-send this validator's latest proposal and votes
     /// this often, so peers that missed them (restart, dropped gossip) get them again.

@@ -170,7 +170,7 @@ impl Metrics {
         );
         registry.register(
             "commit_seconds",
-            "Time to write a block to the ledger (one redb write transaction, fsynced)",
+            "Time to write a committed block to the ledger (one fsynced redb write transaction, then its tx index batch)",
             m.commit_seconds.clone(),
         );
         registry.register(

@@ -644,8 +644,12 @@ impl Shared {
         self.ledger.read().store().base().ok().flatten()
     }
 
+    /// A committed block by hash. Like every query, it answers up to the tip: a block the
+    /// store already holds while the state has not moved to it yet is not found.
     pub fn store_block_by_hash(&self, hash: Hash) -> anyhow::Result<Option<Block>> {
-        Ok(self.ledger.read().store().block_by_hash(&BlockHash(hash))?)
+        let ledger = self.ledger.read();
+        let block = ledger.store().block_by_hash(&BlockHash(hash))?;
+        Ok(block.filter(|b| ledger.tip().is_some_and(|(tip, _)| b.header.height <= tip)))
     }
 
     pub fn store_certificate(&self, h: Height) -> anyhow::Result<Option<CommitCertificate>> {
@@ -655,6 +659,11 @@ impl Shared {
     pub fn store_tx(&self, hash: TxHash, prove: bool) -> anyhow::Result<Option<FoundTx>> {
         let ledger = self.ledger.read();
         let Some((height, index, tx)) = ledger.tx(&hash)? else { return Ok(None) };
+        // The tx index holds a block's txs as soon as its write lands, a moment before the
+        // state (and `status`) move to it: until then the tx is not reported.
+        if ledger.tip().is_none_or(|(tip, _)| height > tip) {
+            return Ok(None);
+        }
         let proof = if prove {
             let block = ledger
                 .store()

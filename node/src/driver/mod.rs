@@ -8,6 +8,7 @@
 //! does stop it (the node must not run on with an unknown state).
 
 mod blocks;
+mod commit;
 mod compact;
 mod messages;
 mod replay;
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 use tally_consensus::{
     BlockHash, CommitCertificate, Core, Height, Input, Output, Round, SignedMessage, Timeout,
 };
-use tally_ledger::{Block, ExecutionOutcome, Tx, TxHash};
+use tally_ledger::{Tx, TxHash};
 use tally_network::{CompactBlock, ConsensusMsg, NetworkEvents, NetworkHandle};
 use tokio::sync::mpsc;
 
@@ -71,8 +72,10 @@ pub struct Driver {
     /// value it knew from its signing record): committed when the block arrives, or by
     /// block sync from peers that committed it.
     pending_decision: Option<CommitCertificate>,
-    /// When the next height starts (after timeout_commit).
+    /// When the next height starts (after timeout_commit, and once `writing` is done).
     next_height_at: Option<(Instant, Height)>,
+    /// The decided block being written, if any (see `commit.rs`).
+    writing: Option<commit::Writing>,
     sync_tx: mpsc::Sender<sync::SyncResult>,
     sync_rx: mpsc::Receiver<sync::SyncResult>,
     sync_in_flight: bool,
@@ -117,6 +120,7 @@ impl Driver {
             fill_rx,
             pending_decision: None,
             next_height_at: None,
+            writing: None,
             sync_tx,
             sync_rx,
             sync_in_flight: false,
@@ -145,14 +149,20 @@ impl Driver {
             let next_height = self.next_height_at;
             tokio::select! {
                 biased;
-                _ = shutdown.changed() => return Ok(()),
+                _ = shutdown.changed() => {
+                    // What was decided is on disk before the node stops.
+                    self.settle().await?;
+                    return Ok(());
+                }
                 Some(t) = self.timeout_rx.recv() => {
                     if t.height == self.core.height() {
                         self.log_entry(WalEntryRef::Timeout(t), false);
                     }
                     self.step(Input::TimeoutElapsed(t)).await?
                 }
-                _ = sleep_until(next_height.map(|n| n.0)), if next_height.is_some() => {
+                written = commit::written(&mut self.writing) => self.on_written(written)?,
+                _ = sleep_until(next_height.map(|n| n.0)),
+                    if next_height.is_some() && self.writing.is_none() => {
                     self.next_height_at = None;
                     if let Some((_, h)) = next_height {
                         if h > self.core.height() {
@@ -192,6 +202,8 @@ impl Driver {
     /// Starts `height`: its consensus log first (so that what the start produces, such as
     /// this validator's block, goes into the log of its height), then the core.
     async fn start_height(&mut self, height: Height) -> anyhow::Result<()> {
+        // Nothing is signed at a height while the block before it could still be lost.
+        self.settle().await?;
         if let Some(wal) = self.wal.as_mut() {
             if let Err(e) = wal.start_height(height) {
                 self.wal_failed(e);
@@ -443,88 +455,6 @@ impl Driver {
             }
         }
         Ok(())
-    }
-
-    fn commit_decided(&mut self, certificate: CommitCertificate) -> anyhow::Result<()> {
-        let height = certificate.height;
-        let hash = certificate.block_hash;
-        let Some(block) = self.blocks.get(height, &hash) else {
-            tracing::info!(%height, %hash, "decided a block this node does not have yet; waiting for it");
-            self.pending_decision = Some(certificate);
-            return Ok(());
-        };
-        // The core may decide a value it knew valid from its signing record (after a
-        // restart) without asking this node again.
-        if self.judge(height, &hash) != Some(true) {
-            bail!("more than 2/3 of the voting power committed block {hash} at {height}, which this node judges invalid");
-        }
-        let outcome = self.blocks.take_outcome(&hash).context("a valid block has its execution")?;
-        self.commit_block(&block, &certificate, outcome)?;
-        let delay = Duration::from_millis(self.shared.config.consensus.timeout_commit_ms);
-        self.next_height_at = Some((Instant::now() + delay, height.next()));
-        Ok(())
-    }
-
-    /// Writes the block, then updates the mempool and wakes waiters. Fatal on a write error.
-    fn commit_block(
-        &mut self,
-        block: &Block,
-        certificate: &CommitCertificate,
-        outcome: ExecutionOutcome,
-    ) -> anyhow::Result<()> {
-        let height = block.header.height;
-        let started = Instant::now();
-        let hashes: Vec<TxHash> = outcome.tx_hashes.clone();
-        // Every account the block changed: the mempool keeps copies of pending senders'.
-        let touched: Vec<tally_crypto::PublicKey> =
-            block.txs.iter().flat_map(|t| [t.transfer.from, t.transfer.to]).collect();
-        // The write and its fsync hold no lock that admission or RPC reads wait on: until
-        // the state moves, admissions are checked against the parent state, as before.
-        self.shared
-            .ledger
-            .read()
-            .persist(block, certificate, &outcome)
-            .with_context(|| format!("committing block {height} to the ledger"))?;
-        // Lock order: mempool, then ledger (see Shared::insert_into_mempool). The state
-        // moves and the mempool drops what the block committed under one mempool lock, so
-        // an admission never sees the new nonces with the old pending txs.
-        let dropped = {
-            let mut mempool = self.shared.mempool.lock();
-            self.shared.ledger.write().apply_persisted(block, outcome);
-            let ledger = self.shared.ledger.read();
-            mempool.update(&hashes, &touched, |k| ledger.account(k))
-        };
-        self.shared.notify_committed(height, &hashes);
-        self.shared.publish_block(block, &hashes);
-        self.record_commit_metrics(block, started);
-        tracing::info!(
-            height = height.0,
-            round = certificate.round.0,
-            txs = block.txs.len(),
-            hash = %block.hash(),
-            commit_ms = started.elapsed().as_millis() as u64,
-            mempool_dropped = dropped,
-            "committed block"
-        );
-        self.blocks.committed(height);
-        self.fillings.committed(height);
-        self.maybe_snapshot(block, certificate);
-        if self.pending_decision.as_ref().is_some_and(|c| c.height <= height) {
-            self.pending_decision = None;
-        }
-        Ok(())
-    }
-
-    fn record_commit_metrics(&mut self, block: &Block, started: Instant) {
-        let metrics = &self.shared.metrics;
-        metrics.blocks_committed.inc();
-        metrics.txs_committed.inc_by(block.txs.len() as u64);
-        metrics.block_txs.observe(block.txs.len() as f64);
-        metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
-        let now = Instant::now();
-        if let Some(last) = self.last_commit.replace(now) {
-            metrics.block_interval_seconds.observe((now - last).as_secs_f64());
-        }
     }
 }
 

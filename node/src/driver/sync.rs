@@ -19,7 +19,11 @@ impl Driver {
             return;
         }
         self.sync_in_flight = true;
-        let from = self.shared.tip_height().map_or(Height(1), Height::next);
+        // A decided block being written is not asked for again.
+        let from = match &self.writing {
+            Some(writing) => writing.height.next(),
+            None => self.shared.tip_height().map_or(Height(1), Height::next),
+        };
         let count = self.shared.config.consensus.sync_batch_blocks;
         let timeout = Duration::from_millis(self.shared.config.consensus.sync_request_timeout_ms);
         let net = self.net.clone();
@@ -79,6 +83,11 @@ impl Driver {
         peer: PeerId,
         blocks: Vec<(Block, CommitCertificate)>,
     ) -> anyhow::Result<usize> {
+        if blocks.is_empty() {
+            return Ok(0);
+        }
+        // The blocks follow the decided block being written, if any.
+        self.settle().await?;
         let mut applied = 0;
         for (block, certificate) in blocks {
             let next = self.shared.tip_height().map_or(Height(1), Height::next);
