@@ -280,9 +280,11 @@ fn run(args: Args) -> Result<(), String> {
     }
     for m in &memory {
         println!(
-            "memory {}: max {:.0} MiB, growth {:+.1} MiB/min",
+            "memory {}: max {:.0} MiB; by third of the run at most {} MiB; growth {:+.1} MiB/min \
+             (a fit from the first second, warm-up included)",
             m.name,
             m.max(),
+            m.peaks(3).iter().map(|p| format!("{p:.0}")).collect::<Vec<_>>().join(" / "),
             m.slope_per_minute()
         );
     }

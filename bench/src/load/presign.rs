@@ -1,17 +1,27 @@
 //! Every transfer of a run, signed before it starts (rayon, all cores), kept as one flat
-//! buffer of encoded txs (each `TX_BYTES` long) with their hashes.
+//! buffer of txs in the base64 form the RPC takes (each `TX_BASE64` characters long) with
+//! their hashes: the submitting threads send borrowed text and encode nothing while the
+//! nodes they measure share their cores.
 
+use base64::Engine as _;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use tally_crypto::{ChainId, Keypair, PublicKey};
 use tally_ledger::{Transfer, Tx, TxHash, TX_BYTES};
 
+/// Base64 characters of one encoded tx (`TX_BYTES` is a multiple of 3: no padding).
+pub const TX_BASE64: usize = TX_BYTES / 3 * 4;
+
+/// Maps keyed by tx hash, hashed with foldhash (seeded per process): the follower looks up
+/// every committed tx, and SipHash was a visible part of the load generator's profile.
+pub type HashIndex = HashMap<TxHash, u32, foldhash::fast::RandomState>;
+
 pub struct Presigned {
-    /// `count * TX_BYTES` bytes: tx i at `i * TX_BYTES`.
-    bytes: Vec<u8>,
+    /// `count * TX_BASE64` ASCII characters: tx i at `i * TX_BASE64`.
+    text: String,
     pub hashes: Vec<TxHash>,
     /// Tx index by hash, to recognise ours in committed blocks.
-    pub index: HashMap<TxHash, u32>,
+    pub index: HashIndex,
     /// Per connection, its tx indices in submission order.
     pub streams: Vec<Vec<u32>>,
 }
@@ -25,13 +35,17 @@ impl Presigned {
         self.hashes.is_empty()
     }
 
-    pub fn tx_bytes(&self, i: u32) -> &[u8] {
-        let at = i as usize * TX_BYTES;
-        &self.bytes[at..at + TX_BYTES]
+    /// Tx `i` in base64, as `broadcast_tx_batch` takes it.
+    pub fn tx_base64(&self, i: u32) -> &str {
+        let at = i as usize * TX_BASE64;
+        &self.text[at..at + TX_BASE64]
     }
 
     pub fn tx(&self, i: u32) -> Tx {
-        Tx::decode(self.tx_bytes(i)).expect("a tx this process encoded")
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(self.tx_base64(i))
+            .expect("base64 this process encoded");
+        Tx::decode(&bytes).expect("a tx this process encoded")
     }
 }
 
@@ -48,19 +62,23 @@ pub fn presign(
     let accounts = keys.len();
     let count = accounts * per_account as usize;
     assert!(count <= u32::MAX as usize, "too many txs for one run");
-    let mut bytes = vec![0u8; count * TX_BYTES];
-    let hashes: Vec<TxHash> = bytes
-        .par_chunks_mut(TX_BYTES)
+    let mut text = vec![0u8; count * TX_BASE64];
+    let hashes: Vec<TxHash> = text
+        .par_chunks_mut(TX_BASE64)
         .enumerate()
         .map(|(i, out)| {
             let (a, j) = (i % accounts, (i / accounts) as u64);
             let transfer =
                 Transfer { from: keys[a].public(), to: recipient, amount: 1, nonce: nonces[a] + j };
             let tx = Tx::sign(transfer, &keys[a], chain_id);
-            out.copy_from_slice(&tx.encode());
+            let written = base64::engine::general_purpose::STANDARD
+                .encode_slice(tx.encode(), out)
+                .expect("TX_BASE64 characters hold one tx");
+            debug_assert_eq!(written, TX_BASE64);
             tx.hash()
         })
         .collect();
+    let text = String::from_utf8(text).expect("base64 is ASCII");
     let index = hashes.iter().enumerate().map(|(i, h)| (*h, i as u32)).collect();
     let connections = connections.max(1);
     let mut streams = vec![Vec::new(); connections];
@@ -69,7 +87,7 @@ pub fn presign(
             streams[a % connections].push((j * accounts + a) as u32);
         }
     }
-    Presigned { bytes, hashes, index, streams }
+    Presigned { text, hashes, index, streams }
 }
 
 #[cfg(test)]

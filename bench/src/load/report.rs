@@ -17,22 +17,42 @@ impl Memory {
         self.rss_mib.iter().copied().fold(0.0, f64::max)
     }
 
-    /// Least-squares slope, MiB per minute: the growth over the run.
+    /// Least-squares slope, MiB per minute: the growth over the run, warm-up included (a
+    /// node fills its caches, mempool and allocator arenas in its first seconds under load).
     pub fn slope_per_minute(&self) -> f64 {
-        let n = self.rss_mib.len() as f64;
-        if n < 2.0 {
-            return 0.0;
-        }
-        let mean_x = (n - 1.0) / 2.0;
-        let mean_y = self.rss_mib.iter().sum::<f64>() / n;
-        let (mut num, mut den) = (0.0, 0.0);
-        for (x, y) in self.rss_mib.iter().enumerate() {
-            let dx = x as f64 - mean_x;
-            num += dx * (y - mean_y);
-            den += dx * dx;
-        }
-        num / den * 60.0
+        slope_per_minute(&self.rss_mib)
     }
+
+    /// The highest reading in each of `parts` equal stretches of the run. Under load a
+    /// node's memory is a sawtooth (memtables filled and flushed, allocator pages returned
+    /// in waves) whose slope over a short stretch says little; a leak shows as peaks that
+    /// keep rising from one stretch to the next, a flat node as peaks that level off.
+    pub fn peaks(&self, parts: usize) -> Vec<f64> {
+        let len = self.rss_mib.len();
+        (0..parts)
+            .map(|p| {
+                let stretch = &self.rss_mib[len * p / parts..len * (p + 1) / parts];
+                stretch.iter().copied().fold(0.0, f64::max)
+            })
+            .collect()
+    }
+}
+
+/// Least-squares slope of one sample per second, in units per minute.
+fn slope_per_minute(samples: &[f64]) -> f64 {
+    let n = samples.len() as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let mean_x = (n - 1.0) / 2.0;
+    let mean_y = samples.iter().sum::<f64>() / n;
+    let (mut num, mut den) = (0.0, 0.0);
+    for (x, y) in samples.iter().enumerate() {
+        let dx = x as f64 - mean_x;
+        num += dx * (y - mean_y);
+        den += dx * dx;
+    }
+    num / den * 60.0
 }
 
 /// Resident memory of `pid` in MiB, from /proc.
@@ -123,6 +143,7 @@ pub fn memory_json(memory: &[Memory]) -> Vec<Value> {
                 "rss_mib_last": m.rss_mib.last(),
                 "rss_mib_max": m.max(),
                 "rss_growth_mib_per_minute": m.slope_per_minute(),
+                "rss_mib_max_by_third": m.peaks(3),
             })
         })
         .collect()
@@ -142,6 +163,27 @@ mod tests {
             rss_mib: (0..30).map(|s| 100.0 + s as f64).collect(),
         };
         assert!((rising.slope_per_minute() - 60.0).abs() < 1e-9);
+        assert_eq!(rising.peaks(3), [109.0, 119.0, 129.0]);
         assert_eq!(rising.max(), 129.0);
+    }
+
+    #[test]
+    fn a_sawtooth_has_level_peaks_and_a_leak_rising_ones() {
+        // Warm-up, then a 10 s sawtooth between 90 and 140: the fit from the first second
+        // shows growth, the peaks by third do not.
+        let tooth =
+            |s: usize| if s < 10 { 50.0 + 4.0 * s as f64 } else { 90.0 + 5.0 * (s % 11) as f64 };
+        let sawtooth = Memory { name: "c".into(), pid: 3, rss_mib: (0..60).map(tooth).collect() };
+        assert!(sawtooth.slope_per_minute() > 10.0);
+        assert_eq!(sawtooth.peaks(3), [140.0, 140.0, 140.0]);
+        let leak = Memory {
+            name: "d".into(),
+            pid: 4,
+            rss_mib: (0..60).map(|s| tooth(s) + s as f64).collect(),
+        };
+        let peaks = leak.peaks(3);
+        assert!(peaks[0] < peaks[1] && peaks[1] < peaks[2], "{peaks:?}");
+        let short = Memory { name: "e".into(), pid: 5, rss_mib: vec![7.0] };
+        assert_eq!(short.peaks(3), [0.0, 0.0, 7.0]);
     }
 }

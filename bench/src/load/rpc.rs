@@ -45,18 +45,41 @@ impl Client {
         method: &str,
         params: impl Serialize,
     ) -> Result<T, String> {
+        let mut body = Vec::new();
+        self.call_into(method, params, &mut body)?;
+        self.result(method, &body)
+    }
+
+    /// Sends the call and reads its whole reply into `body` (cleared first), so that a
+    /// caller can parse a result that borrows from it ([`Client::result`]).
+    pub fn call_into(
+        &self,
+        method: &str,
+        params: impl Serialize,
+        body: &mut Vec<u8>,
+    ) -> Result<(), String> {
         let fail = |e: &dyn std::fmt::Display| format!("{method} on {}: {e}", self.url);
-        let body = serde_json::to_vec(&Request { jsonrpc: "2.0", id: 1, method, params })
+        let request = serde_json::to_vec(&Request { jsonrpc: "2.0", id: 1, method, params })
             .map_err(|e| fail(&e))?;
         let response = self
             .agent
             .post(&self.url)
             .set("Content-Type", "application/json")
-            .send_bytes(&body)
+            .send_bytes(&request)
             .map_err(|e| fail(&e))?;
-        let mut bytes = Vec::new();
-        response.into_reader().read_to_end(&mut bytes).map_err(|e| fail(&e))?;
-        let reply: Reply<T> = serde_json::from_slice(&bytes).map_err(|e| fail(&e))?;
+        body.clear();
+        response.into_reader().read_to_end(body).map_err(|e| fail(&e))?;
+        Ok(())
+    }
+
+    /// The result in a reply `body` of `method`, or its error as text.
+    pub fn result<'de, T: Deserialize<'de>>(
+        &self,
+        method: &str,
+        body: &'de [u8],
+    ) -> Result<T, String> {
+        let fail = |e: &dyn std::fmt::Display| format!("{method} on {}: {e}", self.url);
+        let reply: Reply<T> = serde_json::from_slice(body).map_err(|e| fail(&e))?;
         match (reply.result, reply.error) {
             (_, Some(e)) => Err(fail(&e)),
             (Some(r), None) => Ok(r),
