@@ -3,21 +3,18 @@
 //! of the run in which its block was seen committed.
 //!
 //! A block of 15,000 txs is a 3 MB reply, parsed on the cores the nodes use: its txs are read
-//! as text borrowed from the reply, decoded into one stack buffer and hashed as the bytes
-//! they are (a tx's hash is the blake3 of its encoding), with no decode into a `Tx`.
+//! as text borrowed from the reply and found in the run by sender and nonce
+//! ([`Presigned::find`]).
 
 use super::micros_since;
 use super::presign::Presigned;
 use super::rpc::Client;
-use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tally_crypto::Hash;
-use tally_ledger::{TxHash, TX_BYTES};
 
 /// What was committed in one second of the run.
 #[derive(Clone, Debug, Default)]
@@ -59,13 +56,6 @@ struct BlockData<'a> {
     txs: Vec<Cow<'a, str>>,
 }
 
-/// The hash of a tx given in base64, if it decodes to one tx's worth of bytes.
-fn tx_hash(base64: &str) -> Option<TxHash> {
-    let mut bytes = [0u8; TX_BYTES];
-    let len = base64::engine::general_purpose::STANDARD.decode_slice(base64, &mut bytes).ok()?;
-    (len == TX_BYTES).then(|| TxHash(Hash::digest(&bytes)))
-}
-
 pub struct Follower<'a> {
     pub client: Client,
     pub pre: &'a Presigned,
@@ -105,7 +95,7 @@ impl Follower<'_> {
                 }
                 out.seconds[second].blocks += 1;
                 for tx in &txs {
-                    let Some(&i) = tx_hash(tx).and_then(|h| self.pre.index.get(&h)) else {
+                    let Some(i) = self.pre.find(tx) else {
                         out.foreign += 1;
                         continue;
                     };
@@ -131,26 +121,5 @@ impl Follower<'_> {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tally_crypto::{ChainId, Keypair};
-    use tally_ledger::{Transfer, Tx};
-
-    #[test]
-    fn a_base64_tx_hashes_as_the_tx_and_anything_else_is_not_a_tx() {
-        let chain = ChainId::new("follow-test").expect("chain id");
-        let key = Keypair::derive_insecure("f/0");
-        let to = Keypair::derive_insecure("f/1").public();
-        let tx = Tx::sign(Transfer { from: key.public(), to, amount: 3, nonce: 9 }, &key, &chain);
-        let engine = &base64::engine::general_purpose::STANDARD;
-        let text = engine.encode(tx.encode());
-        assert_eq!(tx_hash(&text), Some(tx.hash()));
-        assert_eq!(tx_hash(&text[..text.len() - 4]), None, "short");
-        assert_eq!(tx_hash(&format!("{text}AAAA")), None, "long");
-        assert_eq!(tx_hash("not base64!"), None);
     }
 }

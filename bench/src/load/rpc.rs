@@ -58,14 +58,20 @@ impl Client {
         params: impl Serialize,
         body: &mut Vec<u8>,
     ) -> Result<(), String> {
-        let fail = |e: &dyn std::fmt::Display| format!("{method} on {}: {e}", self.url);
         let request = serde_json::to_vec(&Request { jsonrpc: "2.0", id: 1, method, params })
-            .map_err(|e| fail(&e))?;
+            .map_err(|e| format!("{method} on {}: {e}", self.url))?;
+        self.send(method, &request, body)
+    }
+
+    /// Sends `request`, a whole JSON-RPC request for `method` that the caller wrote, and
+    /// reads its reply into `body` (cleared first).
+    pub fn send(&self, method: &str, request: &[u8], body: &mut Vec<u8>) -> Result<(), String> {
+        let fail = |e: &dyn std::fmt::Display| format!("{method} on {}: {e}", self.url);
         let response = self
             .agent
             .post(&self.url)
             .set("Content-Type", "application/json")
-            .send_bytes(&request)
+            .send_bytes(request)
             .map_err(|e| fail(&e))?;
         body.clear();
         response.into_reader().read_to_end(body).map_err(|e| fail(&e))?;

@@ -4,7 +4,7 @@
 use super::presign::Presigned;
 use super::rpc::Client;
 use super::{micros_since, Counters};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -22,9 +22,24 @@ pub struct Connection<'a> {
     pub counters: &'a Counters,
 }
 
-#[derive(Serialize)]
-struct BatchParams<'a> {
-    txs: &'a [&'a str],
+/// Writes the `broadcast_tx_batch` request for `txs` (base64, which JSON strings hold
+/// without escapes) into `out`: a copy of each tx's text, where serde_json checked every
+/// character for escaping (2.6% of the profile of node 0 and the load generator together).
+fn batch_request<'a>(txs: impl Iterator<Item = &'a str>, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(
+        br#"{"jsonrpc":"2.0","id":1,"method":"broadcast_tx_batch","params":{"txs":["#,
+    );
+    for (k, tx) in txs.enumerate() {
+        debug_assert!(!tx.contains(['"', '\\']), "base64 needs no escapes");
+        if k > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(tx.as_bytes());
+        out.push(b'"');
+    }
+    out.extend_from_slice(b"]}}");
 }
 
 #[derive(Deserialize)]
@@ -93,6 +108,7 @@ impl Connection<'_> {
         } else {
             self.batch
         };
+        let (mut request, mut body) = (Vec::new(), Vec::new());
         let mut pos = 0usize;
         let mut retries = 0u32;
         while pos < self.stream.len() && Instant::now() < self.deadline {
@@ -106,11 +122,15 @@ impl Connection<'_> {
             }
             let end = (pos + batch_len).min(self.stream.len());
             let batch = &self.stream[pos..end];
-            let txs: Vec<&str> = batch.iter().map(|&i| self.pre.tx_base64(i)).collect();
+            batch_request(batch.iter().map(|&i| self.pre.tx_base64(i)), &mut request);
             let sent = micros_since(self.start);
             self.counters.calls.fetch_add(1, Ordering::Relaxed);
-            let params = BatchParams { txs: &txs };
-            let reply = match self.client.call_as::<BatchReply>("broadcast_tx_batch", params) {
+            const METHOD: &str = "broadcast_tx_batch";
+            let reply = match self
+                .client
+                .send(METHOD, &request, &mut body)
+                .and_then(|()| self.client.result::<BatchReply>(METHOD, &body))
+            {
                 Ok(reply) => reply,
                 Err(_) => {
                     self.counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -172,6 +192,23 @@ mod tests {
     fn refusals_in_a_row_back_off_to_160_ms() {
         let ms: Vec<u128> = (0..7).map(|r| backoff(r).as_millis()).collect();
         assert_eq!(ms, [20, 20, 40, 80, 160, 160, 160]);
+    }
+
+    #[test]
+    fn a_batch_request_is_the_json_rpc_call_serde_would_write() {
+        let mut out = Vec::new();
+        batch_request(["AAAA", "b+/="].into_iter(), &mut out);
+        let written: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
+        let expected = serde_json::json!({
+            "jsonrpc": "2.0", "id": 1, "method": "broadcast_tx_batch",
+            "params": { "txs": ["AAAA", "b+/="] },
+        });
+        assert_eq!(written, expected);
+        batch_request(std::iter::empty(), &mut out);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&out).expect("JSON")["params"]["txs"],
+            serde_json::json!([])
+        );
     }
 
     #[test]
