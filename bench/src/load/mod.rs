@@ -9,7 +9,7 @@
 //! 4. Submits (`submit`) with `broadcast_tx_batch` over several connections spread over the
 //!    nodes, at a target rate (paced per connection) or open loop (as fast as the nodes
 //!    accept; a batch refused as `mempool_full` is retried after a pause).
-//! 5. Follows commits (`follow`) by polling one node's blocks and matching tx hashes, and
+//! 5. Follows commits (`follow`) by polling one node's blocks and finding our txs in them, and
 //!    records submit-to-commit latency: from the moment the batch carrying a tx was sent to
 //!    the moment the block holding it was seen committed.
 //! 6. Samples each node's resident memory from `/proc/<pid>/status` once a second.
