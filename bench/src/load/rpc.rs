@@ -59,14 +59,14 @@ impl Client {
         body: &mut Vec<u8>,
     ) -> Result<(), String> {
         let request = serde_json::to_vec(&Request { jsonrpc: "2.0", id: 1, method, params })
-            .map_err(|e| format!("{method} on {}: {e}", self.url))?;
+            .map_err(|e| self.fail(method, &e))?;
         self.send(method, &request, body)
     }
 
     /// Sends `request`, a whole JSON-RPC request for `method` that the caller wrote, and
     /// reads its reply into `body` (cleared first).
     pub fn send(&self, method: &str, request: &[u8], body: &mut Vec<u8>) -> Result<(), String> {
-        let fail = |e: &dyn std::fmt::Display| format!("{method} on {}: {e}", self.url);
+        let fail = |e: &dyn std::fmt::Display| self.fail(method, e);
         let response = self
             .agent
             .post(&self.url)
@@ -84,13 +84,18 @@ impl Client {
         method: &str,
         body: &'de [u8],
     ) -> Result<T, String> {
-        let fail = |e: &dyn std::fmt::Display| format!("{method} on {}: {e}", self.url);
+        let fail = |e: &dyn std::fmt::Display| self.fail(method, e);
         let reply: Reply<T> = serde_json::from_slice(body).map_err(|e| fail(&e))?;
         match (reply.result, reply.error) {
             (_, Some(e)) => Err(fail(&e)),
             (Some(r), None) => Ok(r),
             (None, None) => Err(fail(&"malformed reply")),
         }
+    }
+
+    /// An error of a call, as text naming the method and the node.
+    fn fail(&self, method: &str, e: &dyn std::fmt::Display) -> String {
+        format!("{method} on {}: {e}", self.url)
     }
 
     /// The call's result as JSON.
