@@ -1,4 +1,4 @@
-//! Target `mempool`: `tally_node::mempool::Mempool` under arbitrary insert / commit / reap
+//! Target `mempool`: `tally_node::chain::mempool::Mempool` under arbitrary insert / commit / reap
 //! sequences, against a model that keeps the pool as one list in arrival order and recomputes
 //! everything from it.
 //!
@@ -10,7 +10,7 @@ use crate::fixtures::account_key;
 use std::collections::BTreeMap;
 use tally_crypto::{PublicKey, Signature};
 use tally_ledger::{Account, Transfer, Tx, TxHash};
-use tally_node::mempool::{Mempool, MempoolError, MempoolLimits};
+use tally_node::chain::mempool::{Mempool, MempoolError, MempoolLimits};
 
 const ACCOUNTS: u8 = 4;
 const OPS_MAX: usize = 300;

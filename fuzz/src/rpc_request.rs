@@ -1,5 +1,5 @@
 //! Target `rpc_request`: arbitrary request bodies into the node's JSON-RPC module, in
-//! process. One `Shared` for the whole run (a real ledger in a temp dir with one committed
+//! process. One set of the node's rooms for the whole run (a real ledger in a temp dir with one committed
 //! block, a network bound to 127.0.0.1:0, the default config but a 1 ms commit wait), built
 //! on first use on a tokio runtime that lives as long as the process.
 //!
@@ -21,11 +21,12 @@ use tally_crypto::{Verifier, VerifierConfig};
 use tally_ledger::{ConsensusParams, Genesis, GenesisAccount, GenesisValidator, Ledger};
 use tally_network::NetworkConfig;
 use tally_node::config::Config;
-use tally_node::shared::{NodeInfo, Shared};
+use tally_node::rpc::{NodeInfo, RpcContext};
+use tally_node::run::Rooms;
 
 struct Env {
     runtime: tokio::runtime::Runtime,
-    module: RpcModule<Shared>,
+    module: RpcModule<RpcContext>,
     methods: Vec<&'static str>,
     _dir: tempfile::TempDir,
 }
@@ -96,11 +97,9 @@ fn env() -> &'static Env {
             std::mem::forget(gossip_rx);
             let mut config = Config::default();
             config.rpc.tx_commit_timeout_ms = 1;
-            let g = genesis();
-            let validators = g.validator_set().expect("validator set");
-            let shared =
-                Shared::new(config, g, validators, info, ledger, verifier, network, gossip);
-            tally_node::rpc::module(Arc::new(shared)).expect("the RPC module builds")
+            let rooms = Rooms::new(&config, ledger, verifier, info, network, gossip)
+                .expect("the rooms build");
+            tally_node::rpc::module(rooms.rpc.clone()).expect("the RPC module builds")
         });
         let methods = module.method_names().collect();
         Env { runtime, module, methods, _dir: dir }

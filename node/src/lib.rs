@@ -1,26 +1,23 @@
-//! tally-node: the `tally` binary's library: config, keys, the mempool, the consensus
-//! driver, the JSON-RPC server, the testnet generator and the CLI.
+//! tally-node: the `tally` binary's library, in rooms that each own their state behind a
+//! small API (ARCHITECTURE.md, "Rooms"):
+//! - [`config`]: the node's config file and key files;
+//! - [`metrics`]: the Prometheus registry (imports no room);
+//! - [`exec`]: where blocking work runs and where the wall clock comes from;
+//! - [`chain`]: the ledger and the mempool, the lock order kept inside, a read-only reader;
+//! - [`notify`]: commit waiters, block events, the status board;
+//! - [`admission`]: txs on their way into the mempool (signature stage, gossip batching);
+//! - [`consensus`]: the driver, the signing record, the consensus log, state sync;
+//! - [`rpc`]: the JSON-RPC server (nothing but `run` imports it);
+//! - [`run`]: `tally start`, the only file that names every room;
+//! - [`cli`]: every other command (nothing imports it).
 
+pub mod admission;
+pub mod chain;
 pub mod cli;
-pub mod client;
 pub mod config;
-pub mod driver;
-pub mod events;
-pub mod http_layer;
-pub mod ingress;
-pub mod keys;
-pub mod mempool;
+pub mod consensus;
+pub mod exec;
 pub mod metrics;
-pub mod node;
+pub mod notify;
 pub mod rpc;
-pub mod rpc_metrics;
-pub mod rpc_types;
-pub mod shared;
-pub mod signing_record;
-pub mod sigverify;
-pub mod snapshot_cli;
-pub mod state_sync;
-pub mod subscriptions;
-pub mod testnet;
-pub mod verify;
-pub mod wal;
+pub mod run;

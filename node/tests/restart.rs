@@ -81,7 +81,7 @@ fn a_validator_restarted_mid_round_signs_nothing_new_and_resumes_from_its_log() 
     net.kill_node(proposer);
     let wal = net.nodes[proposer].home.join("data/consensus.wal");
     let bytes = std::fs::read(&wal).expect("the consensus log exists");
-    let logged = tally_node::wal::parse(&bytes);
+    let logged = tally_node::consensus::wal::parse(&bytes);
     assert_eq!(logged.height.map(|h| h.0), Some(1));
     assert!(!logged.entries.is_empty(), "the log holds entries");
     let len = bytes.len() as u64;

@@ -1,5 +1,5 @@
 //! A subscriber that does not read is dropped with a reason, and publishing never waits for
-//! it. In process: a `Shared` over a fresh ledger and a network bound to 127.0.0.1:0, the
+//! it. In process: the node's rooms over a fresh ledger and a network bound to 127.0.0.1:0, the
 //! RPC module called directly with a one-message buffer standing for a client that stopped
 //! reading.
 
@@ -10,10 +10,11 @@ use tally_crypto::{ChainId, Keypair, Verifier, VerifierConfig};
 use tally_ledger::{ConsensusParams, Genesis, GenesisAccount, GenesisValidator, Ledger};
 use tally_network::NetworkConfig;
 use tally_node::config::Config;
-use tally_node::shared::{NodeInfo, Shared};
+use tally_node::rpc::NodeInfo;
+use tally_node::run::Rooms;
 
 struct Node {
-    shared: Arc<Shared>,
+    rooms: Rooms,
     proposer: Keypair,
     _dir: tempfile::TempDir,
 }
@@ -36,7 +37,6 @@ async fn node(config: Config) -> Node {
         }],
         params: ConsensusParams::default(),
     };
-    let validators = genesis.validator_set().expect("validator set");
     let ledger = Ledger::open(&dir.path().join("ledger.redb"), genesis.clone()).expect("ledger");
     let listen = "/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr");
     let (network, _events) =
@@ -49,8 +49,8 @@ async fn node(config: Config) -> Node {
     };
     let verifier = Arc::new(Verifier::new(VerifierConfig::default()));
     let (gossip, _gossip_rx) = tokio::sync::mpsc::channel(16);
-    let shared = Shared::new(config, genesis, validators, info, ledger, verifier, network, gossip);
-    Node { shared: Arc::new(shared), proposer, _dir: dir }
+    let rooms = Rooms::new(&config, ledger, verifier, info, network, gossip).expect("rooms");
+    Node { rooms, proposer, _dir: dir }
 }
 
 fn new_blocks() -> ObjectParams {
@@ -62,21 +62,17 @@ fn new_blocks() -> ObjectParams {
 impl Node {
     /// Publishes an (empty) next block as the driver does after a commit.
     fn publish(&self) {
-        let built = {
-            let ledger = self.shared.ledger.read();
-            ledger.build_block(
-                &[],
-                1_700_000_000_001,
-                self.proposer.public(),
-                &*self.shared.verifier,
-            )
-        };
-        self.shared.publish_block(&built.block, &[]);
+        let proposed = self.rooms.chain.build_block(
+            tally_consensus::Height(1),
+            1_700_000_000_001,
+            self.proposer.public(),
+        );
+        self.rooms.notify.publish_block(&proposed.expect("a block").built.block, &[]);
     }
 
     fn dropped(&self, reason: &str) -> u64 {
         let labels = vec![("reason", reason.to_string())];
-        self.shared.metrics.subscriptions_dropped.get_or_create(&labels).get()
+        self.rooms.metrics.subscriptions_dropped.get_or_create(&labels).get()
     }
 }
 
@@ -85,7 +81,7 @@ async fn a_subscriber_that_stops_reading_is_dropped_as_slow_client() {
     let mut config = Config::default();
     config.rpc.subscription_send_timeout_ms = 100;
     let node = node(config).await;
-    let module = tally_node::rpc::module(node.shared.clone()).expect("module");
+    let module = tally_node::rpc::module(node.rooms.rpc.clone()).expect("module");
     let mut sub = module.subscribe("subscribe", new_blocks(), 1).await.expect("subscribe");
     // Never waits, whatever the subscriber does.
     let started = Instant::now();
@@ -108,7 +104,7 @@ async fn a_subscriber_that_stops_reading_is_dropped_as_slow_client() {
     }
     assert!((1..5).contains(&delivered), "delivered {delivered}");
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(node.shared.subscriptions.len(), 0, "the registry forgot the subscriber");
+    assert_eq!(node.rooms.rpc.subscriptions_open(), 0, "the registry forgot the subscriber");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,7 +113,7 @@ async fn a_subscriber_further_behind_than_the_event_channel_is_dropped_as_lagged
     config.rpc.subscription_lag_blocks_max = 2;
     config.rpc.subscription_send_timeout_ms = 60_000;
     let node = node(config).await;
-    let module = tally_node::rpc::module(node.shared.clone()).expect("module");
+    let module = tally_node::rpc::module(node.rooms.rpc.clone()).expect("module");
     let mut sub = module.subscribe("subscribe", new_blocks(), 1).await.expect("subscribe");
     for _ in 0..8 {
         node.publish();

@@ -66,6 +66,12 @@ pub struct Core {
 }
 
 impl Core {
+    /// Turns a deliberate bug on (or off) in this core. Testing only.
+    #[cfg(feature = "testing")]
+    pub fn set_bug(&mut self, bug: Option<crate::core::bug::Bug>) {
+        self.bug = bug;
+    }
+
     /// A core waiting for its first `StartHeight`. With a signer whose key is in
     /// `validators` it is that validator; otherwise it follows without signing.
     pub fn new(

@@ -24,6 +24,7 @@
 //! - A restart restores this validator's own messages of the height from its signing record,
 //!   its lock from its highest precommit for a value, and resumes at its highest round.
 
+#[cfg(feature = "testing")]
 mod bug;
 mod config;
 mod future;

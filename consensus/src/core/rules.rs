@@ -17,9 +17,29 @@ use crate::core::io::{Output, TimeoutStep};
 use crate::core::machine::{Core, Once};
 use crate::core::state::Step;
 use crate::core::vote_keeper::VoteTally;
-use crate::types::{BlockHash, Round, VoteType};
+use crate::types::{BlockHash, Round, VoteType, VotingPower};
 
 impl Core {
+    /// "2f+1": more than 2/3 of the power (or, under the testing bug `SmallQuorum`, more
+    /// than 1/3).
+    pub(super) fn is_quorum(&self, power: VotingPower) -> bool {
+        #[cfg(feature = "testing")]
+        if self.bug == Some(crate::core::bug::Bug::SmallQuorum) {
+            return self.validators.has_f_plus_one(power);
+        }
+        self.validators.has_quorum(power)
+    }
+
+    /// Whether L23/L29's lock condition is skipped (only ever under the testing bug
+    /// `IgnoreLock`).
+    fn ignores_lock(&self) -> bool {
+        #[cfg(feature = "testing")]
+        if self.bug == Some(crate::core::bug::Bug::IgnoreLock) {
+            return true;
+        }
+        false
+    }
+
     /// Fires rules until none applies (or the height is decided).
     pub(super) fn apply_rules(&mut self, out: &mut Vec<Output>) {
         while self.step.is_active() && self.apply_one_rule(out) {}

@@ -466,7 +466,7 @@ impl Testnet {
         (0..self.nodes.len())
             .find(|&i| {
                 let path = self.nodes[i].home.join("keys/validator_key.json");
-                tally_node::keys::load_key(&path).expect("validator key").public() == key
+                tally_node::config::keys::load_key(&path).expect("validator key").public() == key
             })
             .expect("a node holds the validator's key")
     }

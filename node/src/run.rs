@@ -1,19 +1,32 @@
-//! `tally start`: opens the ledger, starts the network, the driver, the tx ingress and
-//! gossip, and the RPC server, then runs until SIGINT/SIGTERM or a fatal error.
+//! `tally start`: the one file that names every room and wires them. It opens the ledger,
+//! starts the network, then builds the rooms (chain, notify, admission, consensus, RPC,
+//! metrics) and runs until SIGINT/SIGTERM or a fatal error.
+//!
+//! The arrows between the rooms (who may `use` whom) are checked by `.ci/rooms`:
+//! ```text
+//! cli ──► run ──► rpc ──► admission ──► chain ──► config, metrics
+//!          │       └────► notify ◄─────┘ │
+//!          └──► consensus ──► chain, notify, config, metrics
+//! ```
 
+use crate::admission::ingress::{run_tx_gossip, run_tx_ingress, IngressStats};
+use crate::admission::{Admission, GOSSIP_QUEUE_MAX};
+use crate::chain::Chain;
 use crate::config::{Config, Home};
-use crate::driver::Driver;
-use crate::ingress::{run_tx_gossip, run_tx_ingress, IngressStats};
-use crate::shared::{NodeInfo, Shared};
-use crate::signing_record::SigningRecord;
-use crate::state_sync::StateSync;
+use crate::consensus::signing_record::SigningRecord;
+use crate::consensus::state_sync::StateSync;
+use crate::consensus::{Driver, DriverConfig};
+use crate::exec::Exec;
+use crate::metrics::{Metrics, StateGauges};
+use crate::notify::{Notify, NotifyLimits};
+use crate::rpc::{NodeInfo, RpcContext};
 use anyhow::Context as _;
 use std::sync::Arc;
 use std::time::Duration;
 use tally_consensus::{Core, CoreConfig};
 use tally_crypto::{Verifier, VerifierConfig};
 use tally_ledger::{Genesis, Ledger, SnapshotDir};
-use tally_network::NetworkConfig;
+use tally_network::{NetworkConfig, NetworkHandle};
 
 pub async fn run(home: Home) -> anyhow::Result<()> {
     let config = Config::load(&home.config())?;
@@ -21,14 +34,17 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
     let genesis = Genesis::load(&home.genesis()).context("loading genesis.json")?;
     genesis.validate().context("checking genesis.json")?;
     let validators = genesis.validator_set().context("genesis validators")?;
-    let validator_key =
-        if config.validator { Some(crate::keys::load_key(&home.validator_key())?) } else { None };
+    let validator_key = if config.validator {
+        Some(crate::config::keys::load_key(&home.validator_key())?)
+    } else {
+        None
+    };
     if let Some(key) = &validator_key {
         if validators.index_of(&key.public()).is_none() {
             tracing::warn!(key = %key.public(), "this validator's key is not in the genesis validator set: following without voting");
         }
     }
-    let node_key = crate::keys::load_key(&home.node_key())?;
+    let node_key = crate::config::keys::load_key(&home.node_key())?;
     std::fs::create_dir_all(home.data()).context("creating the data folder")?;
 
     let mut ledger =
@@ -79,23 +95,14 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
         }
     }
     let tip = ledger.tip();
-    let (gossip_tx, gossip_rx) = tokio::sync::mpsc::channel(65_536);
     let info = NodeInfo {
         peer_id: net.local_peer_id().to_string(),
         listen_addr: config.p2p.listen_addr.clone(),
         moniker: config.moniker.clone(),
         validator_key: validator_key.as_ref().map(|k| k.public()),
     };
-    let shared = Arc::new(Shared::new(
-        config.clone(),
-        genesis.clone(),
-        validators.clone(),
-        info,
-        ledger,
-        verifier,
-        net.clone(),
-        gossip_tx,
-    ));
+    let (gossip_tx, gossip_rx) = tokio::sync::mpsc::channel(GOSSIP_QUEUE_MAX);
+    let rooms = Rooms::new(&config, ledger, verifier, info, net.clone(), gossip_tx)?;
 
     let mut core_config = CoreConfig::new(genesis.chain_id.clone());
     core_config.timeouts = genesis.params.timeouts;
@@ -117,11 +124,11 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
     // The log only saves time after a restart: a validator whose log cannot be opened runs
     // without it (its signing record keeps it from signing twice).
     let wal = match &validator_key {
-        Some(_) => match crate::wal::Wal::open(&home.consensus_wal()) {
+        Some(_) => match crate::consensus::wal::Wal::open(&home.consensus_wal()) {
             Ok(wal) => Some(wal),
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "cannot open the consensus log; running without it");
-                shared.metrics.wal_failures.inc();
+                rooms.metrics.wal_failures.inc();
                 None
             }
         },
@@ -136,21 +143,39 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
         .build()
         .context("starting the RPC runtime")?;
     let (rpc_handle, rpc_addr) =
-        crate::rpc::start(shared.clone(), rpc_runtime.handle().clone()).await?;
+        crate::rpc::start(rooms.rpc.clone(), rpc_runtime.handle().clone()).await?;
     tracing::info!(rpc = %rpc_addr, p2p = %config.p2p.listen_addr, peer_id = %net.local_peer_id(), "node started");
 
     let metrics_listener = tokio::net::TcpListener::bind(config.metrics.listen_addr)
         .await
         .with_context(|| format!("binding metrics to {}", config.metrics.listen_addr))?;
-    tokio::spawn(crate::metrics::serve(metrics_listener, shared.clone()));
+    tokio::spawn(crate::metrics::serve(metrics_listener, rooms.metrics.clone(), rooms.gauges()));
 
     let ingress_stats = Arc::new(IngressStats::default());
     let tx_events = std::mem::replace(&mut events.txs, tokio::sync::mpsc::channel(1).1);
-    tokio::spawn(run_tx_ingress(shared.clone(), tx_events, ingress_stats));
-    tokio::spawn(run_tx_gossip(shared.clone(), gossip_rx));
+    tokio::spawn(run_tx_ingress(rooms.admission.clone(), net.clone(), tx_events, ingress_stats));
+    let mempool_config = config.mempool.clone();
+    tokio::spawn(run_tx_gossip(rooms.chain.clone(), mempool_config, net.clone(), gossip_rx));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let driver = Driver::new(shared.clone(), core, record, wal, net.clone(), Some(snapshot_dir));
+    let driver_config = DriverConfig {
+        consensus: config.consensus.clone(),
+        snapshots: config.snapshots.clone(),
+        proposer: validator_key.as_ref().map(|k| k.public()),
+        exec: Exec::Threads,
+        clock: crate::exec::system_clock(),
+    };
+    let driver = Driver::new(
+        rooms.chain.clone(),
+        rooms.notify.clone(),
+        rooms.metrics.clone(),
+        driver_config,
+        core,
+        record,
+        wal,
+        net.clone(),
+        Some(snapshot_dir),
+    );
     let mut driver_task = tokio::spawn(driver.run(events, stop_rx));
 
     let outcome = tokio::select! {
@@ -177,6 +202,91 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
         tracing::error!(error = %format!("{e:#}"), "node stopped");
     }
     outcome
+}
+
+/// The rooms of a running node, built in the order of their arrows. Tests and fuzz targets
+/// build them too, to drive the RPC without a consensus task.
+pub struct Rooms {
+    pub metrics: Arc<Metrics>,
+    pub chain: Arc<Chain>,
+    pub notify: Arc<Notify>,
+    pub admission: Arc<Admission>,
+    pub rpc: Arc<RpcContext>,
+    net: NetworkHandle,
+}
+
+impl Rooms {
+    /// `gossip` is the sending side of the admission room's gossip queue (its receiver goes
+    /// to [`run_tx_gossip`]).
+    pub fn new(
+        config: &Config,
+        ledger: Ledger,
+        verifier: Arc<Verifier>,
+        info: NodeInfo,
+        net: NetworkHandle,
+        gossip: tokio::sync::mpsc::Sender<tally_ledger::Tx>,
+    ) -> anyhow::Result<Rooms> {
+        Rooms::with_exec(config, ledger, verifier, info, net, gossip, Exec::Threads)
+    }
+
+    /// [`Rooms::new`] with blocking work run as `exec` says (the simulator: inline).
+    pub fn with_exec(
+        config: &Config,
+        ledger: Ledger,
+        verifier: Arc<Verifier>,
+        info: NodeInfo,
+        net: NetworkHandle,
+        gossip: tokio::sync::mpsc::Sender<tally_ledger::Tx>,
+        exec: Exec,
+    ) -> anyhow::Result<Rooms> {
+        let metrics = Arc::new(Metrics::new());
+        let chain = Arc::new(Chain::new(ledger, &config.mempool, verifier, metrics.clone()));
+        let limits = NotifyLimits {
+            waiters_max: config.rpc.tx_commit_waiters_max,
+            events_max: config.rpc.subscription_lag_blocks_max,
+        };
+        let notify = Arc::new(Notify::new(limits, metrics.clone()));
+        let admission =
+            Admission::start(chain.clone(), notify.clone(), gossip, metrics.clone(), exec)
+                .context("starting the signature verification thread")?;
+        let admission = Arc::new(admission);
+        let rpc = Arc::new(RpcContext::new(
+            admission.clone(),
+            chain.reader(),
+            notify.clone(),
+            metrics.clone(),
+            config.rpc.clone(),
+            info,
+            net.clone(),
+        ));
+        Ok(Rooms { metrics, chain, notify, admission, rpc, net })
+    }
+
+    /// What the metrics' state gauges read at each scrape.
+    pub fn gauges(&self) -> crate::metrics::ReadGauges {
+        let (reader, notify) = (self.chain.reader(), self.notify.clone());
+        let (admission, rpc, net) = (self.admission.clone(), self.rpc.clone(), self.net.clone());
+        Arc::new(move || {
+            let (reader, notify) = (reader.clone(), notify.clone());
+            let (admission, rpc, net) = (admission.clone(), rpc.clone(), net.clone());
+            Box::pin(async move {
+                let (mempool_txs, mempool_bytes) = reader.mempool_size();
+                let stats = net.stats();
+                StateGauges {
+                    height: reader.tip_height().map(|h| h.0),
+                    round: notify.consensus().map(|s| s.round.0),
+                    mempool_txs,
+                    mempool_bytes,
+                    peers: net.peers().await.map_or(0, |p| p.len()),
+                    gossip_txs_dropped: admission.gossip_dropped(),
+                    net_decode_failures: stats.decode_failures,
+                    gossip_tx_batches_dropped: stats.tx_batches_dropped,
+                    catching_up: notify.catching_up(),
+                    subscriptions: rpc.subscriptions_open(),
+                }
+            })
+        })
+    }
 }
 
 async fn shutdown_signal() {

@@ -7,7 +7,7 @@
 //!   JSON-RPC error; it is counted in `tally_rpc_connections_refused_total`;
 //! - everything else (POST, WebSocket) passes through untouched.
 
-use crate::shared::Shared;
+use super::RpcContext;
 use futures::future::BoxFuture;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Method, StatusCode};
@@ -25,12 +25,12 @@ pub const TOO_MANY_CONNECTIONS: i32 = -32005;
 
 #[derive(Clone)]
 pub struct NodeHttpLayer {
-    shared: Arc<Shared>,
+    ctx: Arc<RpcContext>,
 }
 
 impl NodeHttpLayer {
-    pub fn new(shared: Arc<Shared>) -> NodeHttpLayer {
-        NodeHttpLayer { shared }
+    pub fn new(ctx: Arc<RpcContext>) -> NodeHttpLayer {
+        NodeHttpLayer { ctx }
     }
 }
 
@@ -38,14 +38,14 @@ impl<S> Layer<S> for NodeHttpLayer {
     type Service = NodeHttp<S>;
 
     fn layer(&self, inner: S) -> NodeHttp<S> {
-        NodeHttp { inner, shared: self.shared.clone() }
+        NodeHttp { inner, ctx: self.ctx.clone() }
     }
 }
 
 #[derive(Clone)]
 pub struct NodeHttp<S> {
     inner: S,
-    shared: Arc<Shared>,
+    ctx: Arc<RpcContext>,
 }
 
 impl<S, B> Service<HttpRequest<B>> for NodeHttp<S>
@@ -65,18 +65,18 @@ where
         let is_page = req.method() == Method::GET
             && matches!(req.uri().path(), "/" | "/index.html")
             && !jsonrpsee::server::ws::is_upgrade_request(&req);
-        if is_page && self.shared.config.rpc.status_page {
+        if is_page && self.ctx.config.status_page {
             return Box::pin(async { Ok(page_response()) });
         }
         let future = self.inner.call(req);
-        let shared = self.shared.clone();
+        let ctx = self.ctx.clone();
         Box::pin(async move {
             let response = future.await?;
             if response.status() != StatusCode::TOO_MANY_REQUESTS {
                 return Ok(response);
             }
-            shared.metrics.rpc_connections_refused.inc();
-            Ok(too_many_connections(shared.config.rpc.connections_max))
+            ctx.metrics.rpc_connections_refused.inc();
+            Ok(too_many_connections(ctx.config.connections_max))
         })
     }
 }

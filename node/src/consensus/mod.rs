@@ -1,7 +1,9 @@
-//! The consensus driver: the one task that owns the consensus core. It feeds the core inputs
+//! The consensus room: the driver, the one task that owns the consensus core, with the
+//! signing record, the consensus log (WAL) and state sync. It feeds the core inputs
 //! (verified network messages, timeouts, block verdicts), carries out its outputs in order
 //! (persist, then broadcast; schedule timeouts; build and validate blocks; commit
-//! decisions), and block-syncs when peers are ahead.
+//! decisions), and block-syncs when peers are ahead. It is the only writer of the chain's
+//! tip.
 //!
 //! Byzantine input never stops it: a message that does not verify is dropped, counted and
 //! reported to gossipsub as rejected. A failed write to the ledger or the signing record
@@ -12,23 +14,52 @@ mod commit;
 mod compact;
 mod messages;
 mod replay;
+pub mod signing_record;
 mod snapshots;
+pub mod state_sync;
 mod sync;
+mod timers;
+pub mod wal;
 
-use crate::shared::Shared;
-use crate::signing_record::{Persisted, SigningRecord};
-use crate::wal::{Appended, Recovered, Wal, WalEntryRef};
+use crate::chain::Chain;
+use crate::config::{ConsensusConfig, SnapshotsConfig};
+use crate::exec::{Clock, Exec};
+use crate::metrics::Metrics;
+use crate::notify::Notify;
 use anyhow::{bail, Context as _};
 use blocks::{PendingBlocks, Window};
+use signing_record::{Persisted, SigningRecord};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tally_consensus::{
-    BlockHash, CommitCertificate, Core, Height, Input, Output, Round, SignedMessage, Timeout,
+    BlockHash, CommitCertificate, Core, Height, Input, Output, Round, SignedMessage,
 };
+use tally_crypto::PublicKey;
 use tally_ledger::{Tx, TxHash};
 use tally_network::{CompactBlock, ConsensusMsg, NetworkEvents, NetworkHandle};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
+use wal::{Appended, Recovered, Wal, WalEntryRef};
+
+/// What the driver is configured with.
+#[derive(Clone)]
+pub struct DriverConfig {
+    pub consensus: ConsensusConfig,
+    pub snapshots: SnapshotsConfig,
+    /// This validator's public key, for the blocks it proposes (`None` for a full node).
+    pub proposer: Option<PublicKey>,
+    /// Where block writes and store reads for peers run.
+    pub exec: Exec,
+    /// Block times (a proposer's block, the drift check on others').
+    pub clock: Clock,
+}
+
+/// Block-sync results in flight at most: one request at a time, and its answer.
+const SYNC_RESULTS_MAX: usize = 4;
+/// Answers to proposal tx fetches queued at most (a fetch per compact proposal whose txs
+/// the mempool lacks; the driver reads them as they come).
+const FILL_RESULTS_MAX: usize = 16;
 
 /// Next-height messages kept for the next height's consensus log: a proposal and the votes
 /// of a few rounds from each of up to a hundred validators; and at most this many bytes of
@@ -47,7 +78,10 @@ pub struct DriverStats {
 }
 
 pub struct Driver {
-    shared: Arc<Shared>,
+    chain: Arc<Chain>,
+    notify: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    config: DriverConfig,
     core: Core,
     record: Option<SigningRecord>,
     /// The consensus log of the height in progress (validators only); dropped, with an
@@ -61,8 +95,7 @@ pub struct Driver {
     next_height_messages: Vec<ConsensusMsg>,
     next_height_bytes: usize,
     net: NetworkHandle,
-    timeout_tx: mpsc::Sender<Timeout>,
-    timeout_rx: mpsc::Receiver<Timeout>,
+    timers: timers::Timers,
     blocks: PendingBlocks,
     /// Blocks of compact proposals whose txs are being fetched, and the fetches' answers.
     fillings: compact::Fillings,
@@ -79,6 +112,8 @@ pub struct Driver {
     sync_tx: mpsc::Sender<sync::SyncResult>,
     sync_rx: mpsc::Receiver<sync::SyncResult>,
     sync_in_flight: bool,
+    /// Places for block requests of peers served at once (`sync::SYNC_SERVES_MAX`).
+    sync_serves: Arc<Semaphore>,
     /// Height the core was at when the last rebroadcast ran.
     rebroadcast_height: Height,
     last_commit: Option<Instant>,
@@ -91,8 +126,12 @@ pub struct Driver {
 }
 
 impl Driver {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        shared: Arc<Shared>,
+        chain: Arc<Chain>,
+        notify: Arc<Notify>,
+        metrics: Arc<Metrics>,
+        config: DriverConfig,
         core: Core,
         record: Option<SigningRecord>,
         wal: Option<(Wal, Recovered)>,
@@ -100,11 +139,13 @@ impl Driver {
         snapshot_dir: Option<tally_ledger::SnapshotDir>,
     ) -> Driver {
         let (wal, recovered) = wal.unzip();
-        let (timeout_tx, timeout_rx) = mpsc::channel(1024);
-        let (sync_tx, sync_rx) = mpsc::channel(4);
-        let (fill_tx, fill_rx) = mpsc::channel(16);
+        let (sync_tx, sync_rx) = mpsc::channel(SYNC_RESULTS_MAX);
+        let (fill_tx, fill_rx) = mpsc::channel(FILL_RESULTS_MAX);
         Driver {
-            shared,
+            chain,
+            notify,
+            metrics,
+            config,
             core,
             record,
             wal,
@@ -112,8 +153,7 @@ impl Driver {
             next_height_messages: Vec::new(),
             next_height_bytes: 0,
             net,
-            timeout_tx,
-            timeout_rx,
+            timers: timers::Timers::default(),
             blocks: PendingBlocks::default(),
             fillings: compact::Fillings::default(),
             fill_tx,
@@ -124,6 +164,7 @@ impl Driver {
             sync_tx,
             sync_rx,
             sync_in_flight: false,
+            sync_serves: Arc::new(Semaphore::new(sync::SYNC_SERVES_MAX)),
             rebroadcast_height: Height(0),
             last_commit: None,
             sync_misses: 0,
@@ -139,14 +180,15 @@ impl Driver {
         mut events: NetworkEvents,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let start = self.shared.tip_height().map_or(Height(1), Height::next);
+        let start = self.chain.tip_height().map_or(Height(1), Height::next);
         self.resume_height(start).await?;
-        let interval = Duration::from_millis(self.shared.config.consensus.rebroadcast_interval_ms);
+        let interval = Duration::from_millis(self.config.consensus.rebroadcast_interval_ms);
         let mut rebroadcast = tokio::time::interval(interval);
         rebroadcast.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let sync_bytes_max = self.shared.genesis.params.block_bytes_max as usize * 4;
+        let sync_bytes_max = self.chain.genesis().params.block_bytes_max as usize * 4;
         loop {
             let next_height = self.next_height_at;
+            let next_timeout = self.timers.next_deadline();
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => {
@@ -154,11 +196,13 @@ impl Driver {
                     self.settle().await?;
                     return Ok(());
                 }
-                Some(t) = self.timeout_rx.recv() => {
-                    if t.height == self.core.height() {
-                        self.log_entry(WalEntryRef::Timeout(t), false);
+                _ = sleep_until(next_timeout), if next_timeout.is_some() => {
+                    for t in self.timers.take_due(Instant::now()) {
+                        if t.height == self.core.height() {
+                            self.log_entry(WalEntryRef::Timeout(t), false);
+                        }
+                        self.step(Input::TimeoutElapsed(t)).await?
                     }
-                    self.step(Input::TimeoutElapsed(t)).await?
                 }
                 written = commit::written(&mut self.writing) => self.on_written(written)?,
                 _ = sleep_until(next_height.map(|n| n.0)),
@@ -178,7 +222,9 @@ impl Driver {
                 Some(result) = self.fill_rx.recv() => self.on_fill_result(result).await?,
                 Some(request) = events.sync_requests.recv() => match request.request {
                     tally_network::SyncRequest::Blocks { .. } => {
-                        sync::serve_sync(self.shared.clone(), request, sync_bytes_max);
+                        let reader = self.chain.reader();
+                        let exec = self.config.exec;
+                        sync::serve_sync(reader, &self.sync_serves, request, sync_bytes_max, exec);
                     }
                     tally_network::SyncRequest::BlockTxs { .. } => self.serve_block_txs(request),
                     _ => snapshots::serve_snapshot_request(
@@ -211,6 +257,7 @@ impl Driver {
         }
         let early = std::mem::take(&mut self.next_height_messages);
         self.next_height_bytes = 0;
+        self.timers.cancel_below(height);
         self.step(Input::StartHeight(height)).await?;
         // Messages of this height that arrived before it started (the core kept them and
         // has just replayed them) go into its log too.
@@ -229,7 +276,7 @@ impl Driver {
         match wal.append(entry, sync) {
             Ok(Appended::Full { first: true }) => tracing::warn!(
                 height = %self.core.height(),
-                max_bytes = crate::wal::WAL_BYTES_MAX,
+                max_bytes = wal::WAL_BYTES_MAX,
                 "the consensus log of this height is full; later messages are not logged"
             ),
             Ok(_) => {}
@@ -239,7 +286,7 @@ impl Driver {
 
     fn wal_failed(&mut self, error: anyhow::Error) {
         tracing::error!(error = %format!("{error:#}"), "the consensus log failed; running without it until a restart (a restart then waits out its round)");
-        self.shared.metrics.wal_failures.inc();
+        self.metrics.wal_failures.inc();
         self.wal = None;
     }
 
@@ -253,7 +300,7 @@ impl Driver {
                 self.execute(output, &mut queue).await?;
             }
         }
-        self.shared.set_consensus(self.core.state_summary());
+        self.notify.set_consensus(self.core.state_summary());
         Ok(())
     }
 
@@ -262,11 +309,7 @@ impl Driver {
             Output::Persist(message) => self.persist(message)?,
             Output::Broadcast(message) => self.broadcast(message).await,
             Output::ScheduleTimeout { timeout, duration_ms } => {
-                let tx = self.timeout_tx.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(duration_ms)).await;
-                    let _ = tx.send(timeout).await;
-                });
+                self.timers.schedule(timeout, Duration::from_millis(duration_ms));
             }
             Output::GetValue { height, round } => {
                 let block_hash = self.propose_block(height, round)?;
@@ -283,7 +326,7 @@ impl Driver {
             Output::Decide { certificate } => self.commit_decided(certificate)?,
             Output::Evidence(evidence) => {
                 self.stats.evidence += 1;
-                self.shared.metrics.evidence.inc();
+                self.metrics.evidence.inc();
                 tracing::warn!(?evidence, "equivocation detected");
             }
         }
@@ -296,7 +339,7 @@ impl Driver {
         };
         match record.persist(&message).context("writing the signing record")? {
             Persisted::New => {
-                self.shared.metrics.signed_messages.inc();
+                self.metrics.signed_messages.inc();
                 Ok(())
             }
             Persisted::Again => Ok(()),
@@ -358,35 +401,18 @@ impl Driver {
     // ----- blocks -----
 
     fn propose_block(&mut self, height: Height, round: Round) -> anyhow::Result<BlockHash> {
-        let params = &self.shared.genesis.params;
-        let (candidates, verifier) =
-            self.shared.reap_for_proposal(params.block_txs_max as usize, params.block_bytes_max);
-        let proposer = self.shared.info.validator_key.context("proposing without a key")?;
-        let built = {
-            let ledger = self.shared.ledger.read();
-            if ledger.next_height() != height {
-                bail!(
-                    "asked to propose at {height}, the ledger's next height is {}",
-                    ledger.next_height()
-                );
-            }
-            ledger.build_block(&candidates, now_ms(), proposer, &verifier)
-        };
-        if !built.skipped.is_empty() {
-            // Txs that no longer apply (a conflicting tx committed elsewhere): drop them and
-            // re-check their senders' other pending txs.
-            let skipped: Vec<TxHash> = built.skipped.iter().map(|s| s.tx_hash).collect();
-            let senders: Vec<tally_crypto::PublicKey> =
-                built.skipped.iter().map(|s| candidates[s.index].transfer.from).collect();
-            let mut mempool = self.shared.mempool.lock();
-            let ledger = self.shared.ledger.read();
-            let dropped = mempool.update(&skipped, &senders, |k| ledger.account(k));
+        let proposer = self.config.proposer.context("proposing without a key")?;
+        let proposed = self
+            .chain
+            .build_block(height, (self.config.clock)(), proposer)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        if proposed.skipped > 0 {
             tracing::debug!(
-                skipped = skipped.len(),
-                dropped,
+                skipped = proposed.skipped,
                 "left invalid mempool txs out of the block"
             );
         }
+        let built = proposed.built;
         // In the log (fsynced) before the proposal is signed, so that a restart can re-send
         // the recorded proposal with its block.
         self.log_entry(WalEntryRef::OwnBlock { round, block: &built.block }, true);
@@ -404,10 +430,9 @@ impl Driver {
             return Some(valid);
         }
         let block = self.blocks.get(height, hash)?;
-        let drift_max = self.shared.config.consensus.block_time_drift_max_ms;
-        // Whether the mempool lacked some of the block's txs (they were fetched for it).
-        let mut fetched = false;
-        let verdict = if block.header.time_ms > now_ms().saturating_add(drift_max) {
+        let drift_max = self.config.consensus.block_time_drift_max_ms;
+        let now_ms = (self.config.clock)();
+        let verdict = if block.header.time_ms > now_ms.saturating_add(drift_max) {
             Err(format!(
                 "block time {} ms is more than {drift_max} ms ahead of this node's clock",
                 block.header.time_ms
@@ -417,23 +442,17 @@ impl Driver {
                 Some(hashes) => hashes,
                 None => block.txs.iter().map(Tx::hash).collect(),
             };
-            let verifier = self.shared.block_tx_verifier(&tx_hashes);
-            fetched = verifier.known_count() < block.txs.len();
-            let ledger = self.shared.ledger.read();
-            ledger.validate_block_hashed(&block, tx_hashes, &verifier).map_err(|e| e.to_string())
+            // A valid block's txs fetched for it join the mempool (chain room).
+            self.chain.judge_block(&block, tx_hashes).map_err(|e| e.to_string())
         };
         match verdict {
-            Ok(outcome) => {
-                // Its txs are verified now: hold the ones fetched for it like the others.
-                if fetched {
-                    self.shared.adopt_block_txs(&block.txs, &outcome.tx_hashes);
-                }
-                self.blocks.set_verdict(*hash, Some(outcome));
+            Ok(judged) => {
+                self.blocks.set_verdict(*hash, Some(judged.outcome));
                 Some(true)
             }
             Err(e) => {
                 self.stats.bad_blocks += 1;
-                self.shared.metrics.bad_blocks.inc();
+                self.metrics.bad_blocks.inc();
                 tracing::warn!(%height, %hash, error = %e, "invalid block proposed");
                 self.blocks.set_verdict(*hash, None);
                 Some(false)
@@ -458,16 +477,10 @@ impl Driver {
     }
 }
 
+/// Sleeps until `at` (tokio time, which the simulator pauses); forever for `None`.
 async fn sleep_until(at: Option<Instant>) {
     match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
+        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -3,17 +3,34 @@
 //! Method names, parameters and result fields follow CometBFT's RPC where the two overlap:
 //! parameters by name (`{"height":"5"}`) or by position (`["5"]`), 64-bit integers as decimal
 //! strings (numbers are accepted too), txs as base64 of their borsh encoding. tally's own
-//! methods: `account`, `broadcast_tx_batch`, `consensus_state`. WebSocket subscriptions are
-//! in `subscriptions.rs`; the status page and the connection-limit error in `http_layer.rs`;
-//! per-method metrics in `rpc_metrics.rs`.
+//! methods: `account`, `broadcast_tx_batch`, `consensus_state`.
+//!
+//! The RPC room: nothing imports it but the node's wiring (`run.rs`). It reads through the
+//! chain's [`ChainReader`], submits through the admission room, waits and subscribes
+//! through the notify room. Its files: the methods here, every JSON shape in `json.rs`,
+//! subscriptions in `subscriptions.rs` and their queries in `query.rs`, the status page and
+//! the connection-limit error in `http_layer.rs`, per-method metrics in `middleware.rs`.
 
-use crate::rpc_metrics::RpcMetrics;
-use crate::rpc_types::{b64, BlockResult, CommitJson, HeaderJson, TxJson};
-use crate::shared::{Shared, SubmitError};
+mod http_layer;
+mod json;
+mod middleware;
+mod query;
+mod subscriptions;
+
+pub use http_layer::{STATUS_PAGE, TOO_MANY_CONNECTIONS};
+pub use query::{EventQuery, QueryError, QUERY_BYTES_MAX};
+
+use crate::admission::{Admission, SubmitError};
+use crate::chain::ChainReader;
+use crate::config::RpcConfig;
+use crate::metrics::Metrics;
+use crate::notify::Notify;
+use json::{b64, BlockResult, CommitJson, HeaderJson, TxJson};
 use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{BatchRequestConfig, PingConfig, Server, ServerConfig, ServerHandle};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::RpcModule;
+use middleware::RpcMetrics;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -23,6 +40,55 @@ use std::time::Duration;
 use tally_consensus::Height;
 use tally_crypto::{Hash, PublicKey};
 use tally_ledger::TxHash;
+use tally_network::NetworkHandle;
+
+/// The node's identity, for `status` and `net_info`.
+pub struct NodeInfo {
+    pub peer_id: String,
+    pub listen_addr: String,
+    pub moniker: String,
+    pub validator_key: Option<PublicKey>,
+}
+
+/// What the RPC methods reach: the other rooms' public sides, and the RPC's own config.
+pub struct RpcContext {
+    admission: Arc<Admission>,
+    chain: ChainReader,
+    notify: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    config: RpcConfig,
+    info: NodeInfo,
+    net: NetworkHandle,
+    subscriptions: subscriptions::Registry,
+}
+
+impl RpcContext {
+    pub fn new(
+        admission: Arc<Admission>,
+        chain: ChainReader,
+        notify: Arc<Notify>,
+        metrics: Arc<Metrics>,
+        config: RpcConfig,
+        info: NodeInfo,
+        net: NetworkHandle,
+    ) -> RpcContext {
+        RpcContext {
+            admission,
+            chain,
+            notify,
+            metrics,
+            config,
+            info,
+            net,
+            subscriptions: subscriptions::Registry::default(),
+        }
+    }
+
+    /// Open WebSocket subscriptions, on all connections.
+    pub fn subscriptions_open(&self) -> usize {
+        self.subscriptions.len()
+    }
+}
 
 pub mod codes {
     /// JSON-RPC's own: the parameters are malformed (missing, wrong type, bad hex/base64).
@@ -46,7 +112,7 @@ pub(crate) fn invalid(message: impl Into<String>) -> ErrorObjectOwned {
     err(codes::INVALID_PARAMS, message)
 }
 
-fn internal(e: impl std::fmt::Display) -> ErrorObjectOwned {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ErrorObjectOwned {
     err(codes::INTERNAL, format!("internal error: {e}"))
 }
 
@@ -146,8 +212,8 @@ fn parse_hash(s: Option<&str>) -> RpcResult<Hash> {
 }
 
 /// The height asked for, or the latest one.
-fn resolve_height(shared: &Shared, p: &HeightParams) -> RpcResult<Height> {
-    let tip = shared.tip_height();
+fn resolve_height(ctx: &RpcContext, p: &HeightParams) -> RpcResult<Height> {
+    let tip = ctx.chain.tip_height();
     match p.height.map(IntParam::get) {
         None => tip.ok_or_else(|| err(codes::NOT_FOUND, "no block has been committed yet")),
         Some(0) => Err(invalid("height must be greater than 0")),
@@ -160,8 +226,8 @@ fn resolve_height(shared: &Shared, p: &HeightParams) -> RpcResult<Height> {
 }
 
 /// "`what` at h", or why: h is at or below the snapshot this node was restored from.
-fn below_base_or(shared: &Shared, h: Height, what: &str) -> String {
-    match shared.store_base() {
+fn below_base_or(ctx: &RpcContext, h: Height, what: &str) -> String {
+    match ctx.chain.base() {
         Some(base) if h <= base => format!(
             "{what} at {h}: this node was restored from a snapshot of height {base} and holds \
              blocks from {} on",
@@ -171,31 +237,34 @@ fn below_base_or(shared: &Shared, h: Height, what: &str) -> String {
     }
 }
 
-pub fn module(shared: Arc<Shared>) -> anyhow::Result<RpcModule<Shared>> {
-    let mut m = RpcModule::from_arc(shared);
+pub fn module(ctx: Arc<RpcContext>) -> anyhow::Result<RpcModule<RpcContext>> {
+    let mut m = RpcModule::from_arc(ctx);
     m.register_method("health", |_, _, _| RpcResult::Ok(json!({})))?;
-    m.register_method("status", |_, s, _| RpcResult::Ok(s.status_json()))?;
-    m.register_method("genesis", |_, s, _| RpcResult::Ok(json!({ "genesis": &s.genesis })))?;
+    m.register_method("status", |_, s, _| RpcResult::Ok(json::status(s, s.chain.tip())))?;
+    m.register_method("genesis", |_, s, _| RpcResult::Ok(json!({ "genesis": s.chain.genesis() })))?;
     m.register_async_method("net_info", |_, s, _| async move {
-        RpcResult::Ok(s.net_info_json().await)
+        let peers = s.net.peers().await.unwrap_or_default();
+        RpcResult::Ok(json::net_info(&s.info.listen_addr, &peers))
     })?;
-    m.register_method("consensus_state", |_, s, _| RpcResult::Ok(s.consensus_state_json()))?;
+    m.register_method("consensus_state", |_, s, _| {
+        RpcResult::Ok(json::consensus_state(s.notify.consensus()))
+    })?;
     m.register_method("num_unconfirmed_txs", |_, s, _| {
-        let (n, bytes) = s.mempool_size();
+        let (n, bytes) = s.chain.mempool_size();
         RpcResult::Ok(json!({
             "n_txs": n.to_string(), "total": n.to_string(), "total_bytes": bytes.to_string()
         }))
     })?;
     m.register_blocking_method("block", |p, s, _| {
         let h = resolve_height(&s, &parse(&p)?)?;
-        let block = s.store_block(h).map_err(internal)?;
+        let block = s.chain.block(h).map_err(internal)?;
         let block = block.ok_or_else(|| err(codes::NOT_FOUND, below_base_or(&s, h, "no block")))?;
         serde_json::to_value(BlockResult::new(&block)).map_err(internal)
     })?;
     m.register_blocking_method("block_by_hash", |p, s, _| {
         let q: HashParams = parse(&p)?;
         let hash = parse_hash(q.hash.as_deref())?;
-        let block = s.store_block_by_hash(hash).map_err(internal)?;
+        let block = s.chain.block_by_hash(hash).map_err(internal)?;
         let block = block.ok_or_else(|| err(codes::NOT_FOUND, format!("no block {hash}")))?;
         serde_json::to_value(BlockResult::new(&block)).map_err(internal)
     })?;
@@ -203,8 +272,8 @@ pub fn module(shared: Arc<Shared>) -> anyhow::Result<RpcModule<Shared>> {
         let h = resolve_height(&s, &parse(&p)?)?;
         // The header, not the block: a node restored from a snapshot has the header and
         // certificate of its base height but not that block.
-        let header = s.store_header(h).map_err(internal)?;
-        let cert = s.store_certificate(h).map_err(internal)?;
+        let header = s.chain.header(h).map_err(internal)?;
+        let cert = s.chain.certificate(h).map_err(internal)?;
         let (Some(header), Some(cert)) = (header, cert) else {
             return Err(err(codes::NOT_FOUND, below_base_or(&s, h, "no commit")));
         };
@@ -212,7 +281,7 @@ pub fn module(shared: Arc<Shared>) -> anyhow::Result<RpcModule<Shared>> {
         RpcResult::Ok(json!({
             "signed_header": {
                 "header": HeaderJson::new(&header),
-                "commit": CommitJson::new(&cert, &s.validators),
+                "commit": CommitJson::new(&cert, s.chain.validators()),
             },
             "canonical": true,
             // borsh(Header) and borsh(CommitCertificate), for `tally verify` and other
@@ -227,7 +296,8 @@ pub fn module(shared: Arc<Shared>) -> anyhow::Result<RpcModule<Shared>> {
         // The validator set is fixed by genesis: the same at every height.
         let h = resolve_height(s, &parse(&p)?)?;
         let vals: Vec<Value> = s
-            .validators
+            .chain
+            .validators()
             .indexed()
             .map(|(i, v)| {
                 json!({
@@ -249,7 +319,7 @@ pub fn module(shared: Arc<Shared>) -> anyhow::Result<RpcModule<Shared>> {
     m.register_blocking_method("tx", |p, s, _| {
         let q: HashParams = parse(&p)?;
         let hash = TxHash(parse_hash(q.hash.as_deref())?);
-        let found = s.store_tx(hash, q.prove).map_err(internal)?;
+        let found = s.chain.tx(hash, q.prove).map_err(internal)?;
         let found = found.ok_or_else(|| err(codes::NOT_FOUND, format!("tx {hash} not found")))?;
         let mut out = json!({
             "hash": hash.0.to_hex(),
@@ -259,8 +329,8 @@ pub fn module(shared: Arc<Shared>) -> anyhow::Result<RpcModule<Shared>> {
             "tx": b64(&found.tx.encode()),
             "transfer": TxJson::new(&found.tx, &hash),
         });
-        if let Some(proof) = found.proof {
-            out["proof"] = proof;
+        if let Some((proof, root)) = &found.proof {
+            out["proof"] = json::tx_proof(&found.tx, &hash, proof, root).map_err(internal)?;
         }
         RpcResult::Ok(out)
     })?;
@@ -269,30 +339,30 @@ pub fn module(shared: Arc<Shared>) -> anyhow::Result<RpcModule<Shared>> {
         let a = q.address.ok_or_else(|| invalid("missing parameter: address"))?;
         let key = PublicKey::from_hex(a.strip_prefix("0x").unwrap_or(&a))
             .map_err(|e| invalid(format!("address: {e}")))?;
-        s.account_json(&key, q.prove).map_err(internal)
+        json::account(&key, s.chain.account(&key, q.prove)).map_err(internal)
     })?;
     m.register_async_method("broadcast_tx_async", |p, s, _| async move {
         let q: TxParams = parse(&p)?;
-        let bytes = s.decode_tx_param(q.tx.as_deref()).map_err(submit_err)?;
-        let hash = s.submit_tx_async(bytes).map_err(submit_err)?;
+        let bytes = s.admission.decode_tx_param(q.tx.as_deref()).map_err(submit_err)?;
+        let hash = s.admission.submit_tx_async(bytes).map_err(submit_err)?;
         RpcResult::Ok(
             json!({ "code": 0, "data": "", "log": "", "codespace": "", "hash": hash.0.to_hex() }),
         )
     })?;
     m.register_async_method("broadcast_tx_sync", |p, s, _| async move {
         let q: TxParams = parse(&p)?;
-        let bytes = s.decode_tx_param(q.tx.as_deref()).map_err(submit_err)?;
-        let hash = s.submit_tx(bytes).await.map_err(submit_err)?;
+        let bytes = s.admission.decode_tx_param(q.tx.as_deref()).map_err(submit_err)?;
+        let hash = s.admission.submit_tx(bytes).await.map_err(submit_err)?;
         RpcResult::Ok(
             json!({ "code": 0, "data": "", "log": "", "codespace": "", "hash": hash.0.to_hex() }),
         )
     })?;
     m.register_async_method("broadcast_tx_commit", |p, s, _| async move {
         let q: TxParams = parse(&p)?;
-        let bytes = s.decode_tx_param(q.tx.as_deref()).map_err(submit_err)?;
-        let waiter = s.commit_waiter_for(&bytes).map_err(submit_err)?;
-        let hash = s.submit_tx(bytes).await.map_err(submit_err)?;
-        let timeout = Duration::from_millis(s.config.rpc.tx_commit_timeout_ms);
+        let bytes = s.admission.decode_tx_param(q.tx.as_deref()).map_err(submit_err)?;
+        let waiter = s.admission.commit_waiter_for(&bytes).map_err(submit_err)?;
+        let hash = s.admission.submit_tx(bytes).await.map_err(submit_err)?;
+        let timeout = Duration::from_millis(s.config.tx_commit_timeout_ms);
         let (height, index) = match tokio::time::timeout(timeout, waiter.wait()).await {
             Ok(Some(found)) => found,
             Ok(None) => return Err(err(codes::UNAVAILABLE, "the node is shutting down")),
@@ -317,14 +387,14 @@ pub fn module(shared: Arc<Shared>) -> anyhow::Result<RpcModule<Shared>> {
     m.register_async_method("broadcast_tx_batch", |p, s, _| async move {
         let q: TxBatchParams = parse(&p)?;
         let txs = q.txs.ok_or_else(|| invalid("missing parameter: txs"))?;
-        if txs.len() > s.config.rpc.tx_batch_len_max as usize {
+        if txs.len() > s.config.tx_batch_len_max as usize {
             return Err(invalid(format!(
                 "{} txs in one batch; at most {} allowed",
                 txs.len(),
-                s.config.rpc.tx_batch_len_max
+                s.config.tx_batch_len_max
             )));
         }
-        let results = s.submit_batch(txs).await;
+        let results = s.admission.submit_batch(txs).await;
         let accepted = results.iter().filter(|r| r.is_ok()).count();
         let results = results
             .into_iter()
@@ -340,16 +410,16 @@ pub fn module(shared: Arc<Shared>) -> anyhow::Result<RpcModule<Shared>> {
             .collect();
         RpcResult::Ok(TxBatchAnswer { accepted, results })
     })?;
-    crate::subscriptions::register(&mut m)?;
+    subscriptions::register(&mut m)?;
     Ok(m)
 }
 
 /// Starts the server on `runtime` (the RPC's own, see `rpc.worker_threads`).
 pub async fn start(
-    shared: Arc<Shared>,
+    ctx: Arc<RpcContext>,
     runtime: tokio::runtime::Handle,
 ) -> anyhow::Result<(ServerHandle, std::net::SocketAddr)> {
-    let c = &shared.config.rpc;
+    let c = &ctx.config;
     let batch = if c.batch_len_max == 0 {
         BatchRequestConfig::Disabled
     } else {
@@ -367,14 +437,14 @@ pub async fn start(
         .set_batch_request_config(batch)
         .custom_tokio_runtime(runtime)
         .build();
-    let methods = module(shared.clone())?;
+    let methods = module(ctx.clone())?;
     let known: Arc<BTreeSet<String>> =
         Arc::new(methods.method_names().map(str::to_string).collect());
-    let metrics_shared = shared.clone();
+    let metrics = ctx.metrics.clone();
     let rpc_middleware = RpcServiceBuilder::new()
-        .layer_fn(move |service| RpcMetrics::new(service, metrics_shared.clone(), known.clone()));
+        .layer_fn(move |service| RpcMetrics::new(service, metrics.clone(), known.clone()));
     let http_middleware =
-        tower::ServiceBuilder::new().layer(crate::http_layer::NodeHttpLayer::new(shared.clone()));
+        tower::ServiceBuilder::new().layer(http_layer::NodeHttpLayer::new(ctx.clone()));
     let server = Server::builder()
         .set_config(server_config)
         .set_rpc_middleware(rpc_middleware)

@@ -1,16 +1,17 @@
 //! Prometheus metrics at `http://<metrics.listen_addr>/metrics` (OpenMetrics text).
 //!
-//! Counters and histograms are updated where things happen (the driver, the ingress);
-//! gauges that mirror state (height, mempool, peers) are refreshed on each scrape.
+//! Counters and histograms are updated where things happen (the rooms hold an
+//! `Arc<Metrics>`); gauges that mirror state (height, mempool, peers) are refreshed on each
+//! scrape from a [`StateGauges`] that the node's wiring (`run.rs`) reads from the rooms.
+//! This room imports no other: every room may import it.
 
-use crate::shared::Shared;
+use futures::future::BoxFuture;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -339,23 +340,21 @@ impl Metrics {
     }
 
     /// Refreshes the state gauges and renders the registry.
-    pub async fn render(&self, shared: &Shared) -> String {
-        if let Some(h) = shared.tip_height() {
-            self.height.set(h.0 as i64);
+    pub fn render(&self, state: &StateGauges) -> String {
+        if let Some(h) = state.height {
+            self.height.set(h as i64);
         }
-        if let Some(s) = shared.consensus.read().as_ref() {
-            self.round.set(i64::from(s.round.0));
+        if let Some(round) = state.round {
+            self.round.set(i64::from(round));
         }
-        let (txs, bytes) = shared.mempool_size();
-        self.mempool_txs.set(txs as i64);
-        self.mempool_bytes.set(bytes as i64);
-        self.peers.set(shared.network.peers().await.map_or(0, |p| p.len() as i64));
-        self.gossip_txs_dropped.set(shared.gossip_dropped.load(Ordering::Relaxed) as i64);
-        let net = shared.network.stats();
-        self.net_decode_failures.set(net.decode_failures as i64);
-        self.gossip_tx_batches_dropped.set(net.tx_batches_dropped as i64);
-        self.catching_up.set(i64::from(shared.catching_up.load(Ordering::Relaxed)));
-        self.subscriptions.set(shared.subscriptions.len() as i64);
+        self.mempool_txs.set(state.mempool_txs as i64);
+        self.mempool_bytes.set(state.mempool_bytes as i64);
+        self.peers.set(state.peers as i64);
+        self.gossip_txs_dropped.set(state.gossip_txs_dropped as i64);
+        self.net_decode_failures.set(state.net_decode_failures as i64);
+        self.gossip_tx_batches_dropped.set(state.gossip_tx_batches_dropped as i64);
+        self.catching_up.set(i64::from(state.catching_up));
+        self.subscriptions.set(state.subscriptions as i64);
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out = "# encoding failed\n".into();
@@ -364,12 +363,35 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` until the process ends. Requests are read under a size and time
-/// limit; anything else gets 404.
-pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+/// The state the gauges mirror, read from the rooms at each scrape.
+#[derive(Debug, Default, Clone)]
+pub struct StateGauges {
+    pub height: Option<u64>,
+    pub round: Option<u32>,
+    pub mempool_txs: usize,
+    pub mempool_bytes: u64,
+    pub peers: usize,
+    pub gossip_txs_dropped: u64,
+    pub net_decode_failures: u64,
+    pub gossip_tx_batches_dropped: u64,
+    pub catching_up: bool,
+    pub subscriptions: usize,
+}
+
+/// Reads the [`StateGauges`] for one scrape.
+pub type ReadGauges = Arc<dyn Fn() -> BoxFuture<'static, StateGauges> + Send + Sync>;
+
+/// Scrapes served at once at most; a connection beyond it waits in the listener's backlog.
+pub const SCRAPES_MAX: usize = 16;
+
+/// Serves `GET /metrics` until the process ends, at most [`SCRAPES_MAX`] at once. Requests
+/// are read under a size and time limit; anything else gets 404.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, read: ReadGauges) {
+    let scrapes = Arc::new(tokio::sync::Semaphore::new(SCRAPES_MAX));
     loop {
+        let Ok(permit) = scrapes.clone().acquire_owned().await else { return };
         let Ok((mut stream, _)) = listener.accept().await else { continue };
-        let shared = shared.clone();
+        let (metrics, read_gauges) = (metrics.clone(), read.clone());
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             let mut len = 0;
@@ -392,7 +414,7 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
             }
             let request = String::from_utf8_lossy(&buf[..len]);
             let response = if request.starts_with("GET /metrics ") {
-                let body = shared.metrics.render(&shared).await;
+                let body = metrics.render(&read_gauges().await);
                 format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
@@ -403,6 +425,7 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
             let _ =
                 tokio::time::timeout(Duration::from_secs(5), stream.write_all(response.as_bytes()))
                     .await;
+            drop(permit);
         });
     }
 }

@@ -6,8 +6,7 @@
 //! Calls inside a JSON-RPC batch are counted as requests (the batch itself does not pass
 //! through `call`), without timing.
 
-use crate::metrics::Labels;
-use crate::shared::Shared;
+use crate::metrics::{Labels, Metrics};
 use jsonrpsee::core::middleware::{Batch, BatchEntry, Notification, Request, RpcServiceT};
 use jsonrpsee::MethodResponse;
 use std::collections::BTreeSet;
@@ -18,13 +17,13 @@ use std::time::Instant;
 #[derive(Clone)]
 pub struct RpcMetrics<S> {
     service: S,
-    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
     known: Arc<BTreeSet<String>>,
 }
 
 impl<S> RpcMetrics<S> {
-    pub fn new(service: S, shared: Arc<Shared>, known: Arc<BTreeSet<String>>) -> RpcMetrics<S> {
-        RpcMetrics { service, shared, known }
+    pub fn new(service: S, metrics: Arc<Metrics>, known: Arc<BTreeSet<String>>) -> RpcMetrics<S> {
+        RpcMetrics { service, metrics, known }
     }
 }
 
@@ -51,11 +50,11 @@ where
     fn call<'a>(&self, req: Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
         let labels = labels(&self.known, &req.method);
         let service = self.service.clone();
-        let shared = self.shared.clone();
+        let metrics = self.metrics.clone();
         async move {
             let started = Instant::now();
             let response = service.call(req).await;
-            let m = &shared.metrics;
+            let m = &metrics;
             m.rpc_requests.get_or_create(&labels).inc();
             m.rpc_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
             if response.is_error() {
@@ -72,7 +71,7 @@ where
                 Ok(BatchEntry::Notification(n)) => n.method.as_ref(),
                 Err(_) => "unknown",
             };
-            self.shared.metrics.rpc_requests.get_or_create(&labels(&self.known, name)).inc();
+            self.metrics.rpc_requests.get_or_create(&labels(&self.known, name)).inc();
         }
         self.service.batch(batch)
     }

@@ -1,35 +1,25 @@
-//! Events for WebSocket subscribers: what the driver publishes after each commit, the
-//! CometBFT query form clients subscribe with, and the notification JSON they receive.
+//! The CometBFT query form WebSocket clients subscribe with, and which notifications a
+//! query yields for one committed block.
 //!
-//! The driver publishes one [`BlockEvent`] per committed block into a bounded tokio
-//! broadcast channel (capacity `rpc.subscription_lag_blocks_max`). Publishing never waits:
-//! a subscriber that falls further behind than the capacity is dropped (tokio's `Lagged`),
-//! so no client can slow consensus down. Tx events are derived from the block event by
-//! each subscription, so the channel holds blocks, not txs.
+//! The consensus room publishes one [`BlockEvent`] per committed block through the notify
+//! room's bounded broadcast channel (capacity `rpc.subscription_lag_blocks_max`).
+//! Publishing never waits: a subscriber that falls further behind than the capacity is
+//! dropped (tokio's `Lagged`), so no client can slow consensus down. Tx events are derived
+//! from the block event by each subscription, so the channel holds blocks, not txs.
 //!
 //! Queries follow CometBFT's syntax for the two events tally has:
 //! `tm.event='NewBlock'`, `tm.event='Tx'`, and `tm.event='Tx' AND tx.hash='<hex>'`
 //! (the conditions in any order; `=` with single or double quotes). Anything else is
 //! refused with a message that lists what is supported.
 
-use crate::rpc_types::{b64, BlockResult};
-use serde_json::{json, Value};
-use std::sync::Arc;
-use tally_consensus::Height;
+use super::json::{new_block_event, tx_event};
+use crate::notify::BlockEvent;
+use serde_json::Value;
 use tally_crypto::Hash;
-use tally_ledger::{Block, TxHash};
+use tally_ledger::TxHash;
 
 /// Longest query string accepted; queries are short, this bounds parsing work.
 pub const QUERY_BYTES_MAX: usize = 512;
-
-/// One committed block, as published to subscribers.
-#[derive(Debug)]
-pub struct BlockEvent {
-    pub height: Height,
-    pub block: Block,
-    /// The hashes of `block.txs`, in order (computed once by the driver).
-    pub tx_hashes: Vec<TxHash>,
-}
 
 /// What a subscription asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,13 +81,13 @@ impl EventQuery {
     /// The notifications this query yields for one committed block, in order.
     pub fn notifications(&self, query: &str, event: &BlockEvent) -> Vec<Value> {
         match self {
-            EventQuery::NewBlock => vec![new_block_json(query, event)],
+            EventQuery::NewBlock => vec![new_block_event(query, event)],
             EventQuery::Tx(want) => event
                 .tx_hashes
                 .iter()
                 .enumerate()
                 .filter(|(_, h)| want.is_none_or(|w| w == **h))
-                .map(|(i, h)| tx_json(query, event, i, h))
+                .map(|(i, h)| tx_event(query, event, i, h))
                 .collect(),
         }
     }
@@ -142,47 +132,6 @@ fn parse_condition(cond: &str) -> Result<(&str, &str), QueryError> {
         .ok_or_else(malformed)?;
     Ok((key.trim(), unquoted))
 }
-
-fn new_block_json(query: &str, event: &BlockEvent) -> Value {
-    let block = serde_json::to_value(BlockResult::new(&event.block)).unwrap_or(Value::Null);
-    json!({
-        "query": query,
-        "data": {
-            "type": "tendermint/event/NewBlock",
-            "value": { "block": block["block"], "block_id": block["block_id"] },
-        },
-        "events": {
-            "tm.event": ["NewBlock"],
-            "block.height": [event.height.0.to_string()],
-        },
-    })
-}
-
-fn tx_json(query: &str, event: &BlockEvent, index: usize, hash: &TxHash) -> Value {
-    let tx = &event.block.txs[index];
-    json!({
-        "query": query,
-        "data": {
-            "type": "tendermint/event/Tx",
-            "value": {
-                "TxResult": {
-                    "height": event.height.0.to_string(),
-                    "index": index,
-                    "tx": b64(&tx.encode()),
-                    "result": { "code": 0, "log": "" },
-                },
-            },
-        },
-        "events": {
-            "tm.event": ["Tx"],
-            "tx.hash": [hash.0.to_hex()],
-            "tx.height": [event.height.0.to_string()],
-        },
-    })
-}
-
-/// The sending side, held by `Shared`.
-pub type EventSender = tokio::sync::broadcast::Sender<Arc<BlockEvent>>;
 
 #[cfg(test)]
 mod tests {

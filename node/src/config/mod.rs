@@ -1,6 +1,8 @@
 //! The node's config file (`HOME/config.toml`): every field, its default, and the checks
 //! that reject impossible combinations before the node starts.
 
+pub mod keys;
+
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;

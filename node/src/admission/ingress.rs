@@ -1,8 +1,10 @@
 //! Transactions between the network and the mempool: gossiped batches in (signatures
 //! batch-verified on rayon, off the async threads), newly admitted txs out (batched).
 
-use crate::shared::Shared;
-use crate::sigverify::OwnedItem;
+use super::sigverify::OwnedItem;
+use super::Admission;
+use crate::chain::{Chain, Source};
+use crate::config::MempoolConfig;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +27,8 @@ const EVENTS_PER_ROUND_MAX: usize = 64;
 
 /// Verifies and admits gossiped tx batches until the network stops.
 pub async fn run_tx_ingress(
-    shared: Arc<Shared>,
+    admission: Arc<Admission>,
+    net: NetworkHandle,
     mut rx: mpsc::Receiver<TxEvent>,
     stats: Arc<IngressStats>,
 ) {
@@ -39,18 +42,18 @@ pub async fn run_tx_ingress(
         }
         let (sources, batches): (Vec<_>, Vec<Vec<Tx>>) =
             events.into_iter().map(|e| (e.from, e.txs)).unzip();
-        let shared2 = shared.clone();
+        let admission2 = admission.clone();
         let stats2 = stats.clone();
-        let verdicts =
-            tokio::task::spawn_blocking(move || admit_batches(&shared2, batches, &stats2)).await;
+        let exec = admission.exec;
+        let verdicts = exec.run(move || admission2.admit_batches(batches, &stats2)).await;
         let verdicts = verdicts.unwrap_or_default();
         for (i, from) in sources.into_iter().enumerate() {
             let verdict = verdicts.get(i).copied().unwrap_or(Verdict::Ignore);
-            let _ = shared.network.report_validation(&from, verdict).await;
+            let _ = net.report_validation(&from, verdict).await;
             // Under node validation the peer forwarded only what it verified, so a bad
             // signature is its fault.
             if verdict == Verdict::Reject && from.awaiting_report {
-                let _ = shared.network.penalize(from.propagation_source).await;
+                let _ = net.penalize(from.propagation_source).await;
             }
         }
     }
@@ -61,60 +64,64 @@ pub async fn run_tx_ingress(
 /// not, ignored if some of its txs were dropped unverified, for lack of mempool room or for
 /// a nonce the mempool cannot take now (they are not forwarded: this node cannot vouch for
 /// them).
-fn admit_batches(shared: &Shared, batches: Vec<Vec<Tx>>, stats: &IngressStats) -> Vec<Verdict> {
-    stats.batches.fetch_add(batches.len() as u64, Ordering::Relaxed);
-    // Txs this node already has, or cannot admit now, need neither room nor a check.
-    let (batches, unvouched): (Vec<_>, Vec<bool>) =
-        shared.sift_gossip(batches).into_iter().map(|s| (s.txs, s.unvouched)).unzip();
-    let total: usize = batches.iter().map(Vec::len).sum();
-    let room = shared.claim_room(total, crate::shared::Source::Gossip);
-    let batches: Vec<_> = cut_to_room(batches, room.granted)
-        .into_iter()
-        .zip(unvouched)
-        .map(|((txs, cut), unvouched)| (txs, cut || unvouched))
-        .collect();
-    let dropped = total - room.granted;
-    if dropped > 0 {
-        shared.metrics.refused_full("gossip", dropped);
-    }
-    let items: Vec<OwnedItem> = batches
-        .iter()
-        .flat_map(|(txs, _)| txs)
-        .map(|(t, _)| OwnedItem {
-            key: t.transfer.from,
-            message: t.signing_bytes(&shared.chain_id),
-            signature: t.signature,
-        })
-        .collect();
-    let count = items.len();
-    let started = std::time::Instant::now();
-    let verdicts = shared.sigverify.submit(items).wait_blocking();
-    shared.metrics.signature_batch("gossip", count, started.elapsed().as_secs_f64());
-    if verdicts.len() != count {
-        return vec![Verdict::Ignore; batches.len()]; // shutting down
-    }
-    let mut verdicts = verdicts.into_iter();
-    let mut out = Vec::with_capacity(batches.len());
-    for (txs, cut) in batches {
-        let mut ok = true;
-        for ((tx, hash), verdict) in txs.into_iter().zip(verdicts.by_ref()) {
-            if verdict.is_err() || tx.check_stateless().is_err() {
-                ok = false;
-                stats.bad_signatures.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            match shared.admit_verified(tx, hash) {
-                Ok(_) => stats.admitted.fetch_add(1, Ordering::Relaxed),
-                Err(_) => stats.refused.fetch_add(1, Ordering::Relaxed),
-            };
+impl Admission {
+    fn admit_batches(&self, batches: Vec<Vec<Tx>>, stats: &IngressStats) -> Vec<Verdict> {
+        let chain: &Chain = &self.chain;
+        stats.batches.fetch_add(batches.len() as u64, Ordering::Relaxed);
+        // Txs this node already has, or cannot admit now, need neither room nor a check.
+        let (batches, unvouched): (Vec<_>, Vec<bool>) =
+            chain.sift_gossip(batches).into_iter().map(|s| (s.txs, s.unvouched)).unzip();
+        let total: usize = batches.iter().map(Vec::len).sum();
+        let room = chain.claim_room(total, Source::Gossip);
+        let batches: Vec<_> = cut_to_room(batches, room.granted())
+            .into_iter()
+            .zip(unvouched)
+            .map(|((txs, cut), unvouched)| (txs, cut || unvouched))
+            .collect();
+        let dropped = total - room.granted();
+        if dropped > 0 {
+            self.metrics.refused_full("gossip", dropped);
         }
-        out.push(match (ok, cut) {
-            (false, _) => Verdict::Reject,
-            (true, true) => Verdict::Ignore,
-            (true, false) => Verdict::Accept,
-        });
+        let items: Vec<OwnedItem> = batches
+            .iter()
+            .flat_map(|(txs, _)| txs)
+            .map(|(t, _)| OwnedItem {
+                key: t.transfer.from,
+                message: t.signing_bytes(chain.chain_id()),
+                signature: t.signature,
+            })
+            .collect();
+        let count = items.len();
+        let started = std::time::Instant::now();
+        let verdicts = self.sigverify.submit_blocking(items).wait_blocking();
+        self.metrics.signature_batch("gossip", count, started.elapsed().as_secs_f64());
+        if verdicts.len() != count {
+            return vec![Verdict::Ignore; batches.len()]; // shutting down
+        }
+        let mut verdicts = verdicts.into_iter();
+        let mut out = Vec::with_capacity(batches.len());
+        for (txs, cut) in batches {
+            let mut ok = true;
+            for ((tx, hash), verdict) in txs.into_iter().zip(verdicts.by_ref()) {
+                if verdict.is_err() || tx.check_stateless().is_err() {
+                    ok = false;
+                    stats.bad_signatures.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                // Refusals are expected (the same tx arrives from several peers).
+                match chain.insert(tx, hash, tally_ledger::TX_BYTES as u64) {
+                    Ok(_) => stats.admitted.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => stats.refused.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+            out.push(match (ok, cut) {
+                (false, _) => Verdict::Reject,
+                (true, true) => Verdict::Ignore,
+                (true, false) => Verdict::Accept,
+            });
+        }
+        out
     }
-    out
 }
 
 /// Keeps the first `room` txs, in order: whole batches while they fit, then the batch that
@@ -134,9 +141,12 @@ fn cut_to_room<T>(batches: Vec<Vec<T>>, room: usize) -> Vec<(Vec<T>, bool)> {
 
 /// Gossips txs admitted through RPC, in batches of at most `gossip_batch_txs_max` or every
 /// `gossip_interval_ms`; and every `regossip_interval_ms` the oldest pending txs again.
-pub async fn run_tx_gossip(shared: Arc<Shared>, mut rx: mpsc::Receiver<Tx>) {
-    let c = shared.config.mempool.clone();
-    let net = shared.network.clone();
+pub async fn run_tx_gossip(
+    chain: Arc<Chain>,
+    c: MempoolConfig,
+    net: NetworkHandle,
+    mut rx: mpsc::Receiver<Tx>,
+) {
     let batch_max = c.gossip_batch_txs_max.min(tally_network::wire::TX_BATCH_TXS_MAX as usize);
     let mut batch: Vec<Tx> = Vec::with_capacity(batch_max);
     let mut tick = tokio::time::interval(Duration::from_millis(c.gossip_interval_ms));
@@ -146,10 +156,13 @@ pub async fn run_tx_gossip(shared: Arc<Shared>, mut rx: mpsc::Receiver<Tx>) {
         tokio::time::interval_at(tokio::time::Instant::now() + regossip_every, regossip_every);
     regossip.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Biased: one fixed order of the branches, so that a run under the simulator
+        // depends only on its seed.
         tokio::select! {
+            biased;
             _ = regossip.tick(), if c.regossip_interval_ms > 0 => {
                 let limit = c.regossip_txs_max.min(batch_max);
-                let oldest = shared.mempool.lock().oldest(limit);
+                let oldest = chain.oldest_pending(limit);
                 if !oldest.is_empty() {
                     let mut oldest = oldest;
                     flush(&net, &mut oldest);

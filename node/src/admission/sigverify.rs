@@ -19,7 +19,14 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
 use tally_crypto::{PublicKey, Signature, SignedItem, Verifier, VerifyError};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+/// Jobs queued for the stage at most (each an RPC submission or batch, or a round of
+/// gossiped batches). A caller beyond it waits for a job to finish: async callers without
+/// holding a thread, blocking callers on their blocking-pool thread. Nothing is dropped;
+/// the callers are themselves bounded (RPC connections and batch lengths, the network's tx
+/// queue).
+pub const JOBS_MAX: usize = 1024;
 
 /// Signatures verified in one go at most; more waits for the next batch. Large enough for
 /// Pippenger's gain, small enough that a caller behind a batch waits tens of milliseconds.
@@ -41,18 +48,38 @@ pub struct OwnedItem {
 struct Job {
     items: Vec<OwnedItem>,
     reply: oneshot::Sender<Vec<Result<(), VerifyError>>>,
+    /// The job's place in the queue, given back once its verdicts are sent.
+    _slot: OwnedSemaphorePermit,
 }
 
 /// Cheap to clone; the thread stops when the last clone is dropped.
 #[derive(Clone)]
 pub struct SigVerifyStage {
-    jobs: mpsc::Sender<Job>,
+    mode: Mode,
+}
+
+#[derive(Clone)]
+enum Mode {
+    /// One thread combining every caller's signatures (a running node).
+    Thread {
+        jobs: mpsc::Sender<Job>,
+        /// Places in the queue: [`JOBS_MAX`].
+        slots: Arc<Semaphore>,
+    },
+    /// Each caller's signatures verified at once on its own thread (the simulator).
+    Inline { verifier: Arc<Verifier>, metrics: SignatureBatches },
 }
 
 /// Verdicts of one job, when they are ready.
 pub struct Pending(oneshot::Receiver<Vec<Result<(), VerifyError>>>);
 
 impl Pending {
+    fn ready(verdicts: Vec<Result<(), VerifyError>>) -> Pending {
+        let (reply, rx) = oneshot::channel();
+        let _ = reply.send(verdicts);
+        Pending(rx)
+    }
+
     pub async fn wait(self) -> Vec<Result<(), VerifyError>> {
         self.0.await.unwrap_or_default()
     }
@@ -65,26 +92,73 @@ impl Pending {
 
 impl SigVerifyStage {
     pub fn start(verifier: Arc<Verifier>, metrics: SignatureBatches) -> std::io::Result<Self> {
+        // Unbounded as a channel, bounded by `slots`: a job is sent only with a slot.
         let (jobs, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("tally-sigverify".into())
             .spawn(move || run(&verifier, &metrics, rx))?;
-        Ok(SigVerifyStage { jobs })
+        Ok(SigVerifyStage {
+            mode: Mode::Thread { jobs, slots: Arc::new(Semaphore::new(JOBS_MAX)) },
+        })
     }
 
-    /// Queues `items`; verdict i of the result is item i's. An empty result means the stage
-    /// has stopped (the node is shutting down): treat it as "not verified".
-    pub fn submit(&self, items: Vec<OwnedItem>) -> Pending {
+    /// A stage without a thread: each submission is verified at once by the caller (the
+    /// deterministic simulator, where nothing may run beside the one scheduler thread).
+    pub fn inline(verifier: Arc<Verifier>, metrics: SignatureBatches) -> Self {
+        SigVerifyStage { mode: Mode::Inline { verifier, metrics } }
+    }
+
+    /// Queues `items` once the queue has room; verdict i of the result is item i's. An
+    /// empty result means the stage has stopped (the node is shutting down): treat it as
+    /// "not verified".
+    pub async fn submit(&self, items: Vec<OwnedItem>) -> Pending {
+        let slots = match &self.mode {
+            _ if items.is_empty() => return Pending::ready(Vec::new()),
+            Mode::Inline { verifier, metrics } => return verify_now(verifier, metrics, &items),
+            Mode::Thread { slots, .. } => slots.clone(),
+        };
+        match slots.acquire_owned().await {
+            Ok(slot) => self.queue(items, slot),
+            Err(_) => Pending::ready(Vec::new()),
+        }
+    }
+
+    /// [`SigVerifyStage::submit`] for callers on a blocking thread (never on the async
+    /// runtime's threads): waits for room on this thread.
+    pub fn submit_blocking(&self, items: Vec<OwnedItem>) -> Pending {
+        let slots = match &self.mode {
+            _ if items.is_empty() => return Pending::ready(Vec::new()),
+            Mode::Inline { verifier, metrics } => return verify_now(verifier, metrics, &items),
+            Mode::Thread { slots, .. } => slots.clone(),
+        };
+        match futures::executor::block_on(slots.acquire_owned()) {
+            Ok(slot) => self.queue(items, slot),
+            Err(_) => Pending::ready(Vec::new()),
+        }
+    }
+
+    fn queue(&self, items: Vec<OwnedItem>, slot: OwnedSemaphorePermit) -> Pending {
         let (reply, rx) = oneshot::channel();
-        if items.is_empty() {
-            let _ = reply.send(Vec::new());
-        } else {
+        if let Mode::Thread { jobs, .. } = &self.mode {
             // A send error drops the job and its reply sender: the caller sees an empty
             // verdict list.
-            let _ = self.jobs.send(Job { items, reply });
+            let _ = jobs.send(Job { items, reply, _slot: slot });
         }
         Pending(rx)
     }
+}
+
+/// Verifies `items` now, on the caller's thread (rayon may help, but the call returns only
+/// with every verdict, so nothing runs beside the caller's task).
+fn verify_now(verifier: &Verifier, metrics: &SignatureBatches, items: &[OwnedItem]) -> Pending {
+    let signed: Vec<SignedItem<'_>> = items
+        .iter()
+        .map(|i| SignedItem { key: &i.key, message: &i.message, signature: &i.signature })
+        .collect();
+    let started = Instant::now();
+    let verdicts = verifier.verify_many_uncached(&signed);
+    metrics.observe("combined", items.len(), started.elapsed().as_secs_f64());
+    Pending::ready(verdicts)
 }
 
 fn run(verifier: &Verifier, metrics: &SignatureBatches, rx: mpsc::Receiver<Job>) {
@@ -169,7 +243,7 @@ mod tests {
             .map(|j| {
                 let n = 1 + j * 37 % 300;
                 let bad = (j % 3 == 0).then_some(j % n);
-                (n, bad, stage.submit(items(n, bad)))
+                (n, bad, stage.submit_blocking(items(n, bad)))
             })
             .collect();
         for (n, bad, pending) in jobs {
@@ -179,6 +253,6 @@ mod tests {
                 assert_eq!(v.is_err(), bad == Some(i), "item {i} of {n}");
             }
         }
-        assert!(stage.submit(Vec::new()).wait_blocking().is_empty());
+        assert!(stage.submit_blocking(Vec::new()).wait_blocking().is_empty());
     }
 }

@@ -1,5 +1,12 @@
 //! The command line: `tally testnet`, `tally start`, `tally tx transfer`, `tally verify`,
 //! `tally snapshot`.
+//!
+//! The CLI room: every command but `start` lives here, and nothing imports it.
+
+pub mod client;
+pub mod snapshot;
+pub mod testnet;
+pub mod verify;
 
 use crate::config::Home;
 use anyhow::Context as _;
@@ -20,7 +27,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Write a local testnet: keys, genesis and one home folder per validator.
-    Testnet(crate::testnet::TestnetArgs),
+    Testnet(testnet::TestnetArgs),
     /// Run a node from its home folder.
     Start(StartArgs),
     /// Build, sign and submit transactions over JSON-RPC.
@@ -28,10 +35,10 @@ pub enum Command {
     Tx(TxCommand),
     /// Check, offline from the genesis file, that a tx or an account state is in the ledger.
     #[command(subcommand)]
-    Verify(crate::verify::VerifyCommand),
+    Verify(verify::VerifyCommand),
     /// List, create, export and import snapshots of the account state.
     #[command(subcommand)]
-    Snapshot(crate::snapshot_cli::SnapshotCommand),
+    Snapshot(snapshot::SnapshotCommand),
 }
 
 #[derive(Args, Debug)]
@@ -44,12 +51,12 @@ pub struct StartArgs {
 #[derive(Subcommand, Debug)]
 pub enum TxCommand {
     /// Transfer an amount from one account to another.
-    Transfer(crate::client::TransferArgs),
+    Transfer(client::TransferArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Testnet(args) => crate::testnet::write_testnet(&args),
+        Command::Testnet(args) => testnet::write_testnet(&args),
         Command::Start(args) => {
             let home = Home::new(args.home);
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -57,22 +64,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .thread_name("tally")
                 .build()
                 .context("starting the tokio runtime")?;
-            runtime.block_on(crate::node::run(home))
+            runtime.block_on(crate::run::run(home))
         }
-        Command::Snapshot(command) => crate::snapshot_cli::run(command),
+        Command::Snapshot(command) => snapshot::run(command),
         Command::Verify(command) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the tokio runtime")?;
-            runtime.block_on(crate::verify::run(command))
+            runtime.block_on(verify::run(command))
         }
         Command::Tx(TxCommand::Transfer(args)) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the tokio runtime")?;
-            runtime.block_on(crate::client::transfer(args))
+            runtime.block_on(client::transfer(args))
         }
     }
 }

@@ -32,7 +32,7 @@ impl Snapshots {
 impl Driver {
     /// After committing `block`: writes a snapshot of the new state if its height is due.
     pub(super) fn maybe_snapshot(&mut self, block: &Block, certificate: &CommitCertificate) {
-        let interval = self.shared.config.snapshots.interval_blocks;
+        let interval = self.config.snapshots.interval_blocks;
         let height = block.header.height;
         if interval == 0 || !height.0.is_multiple_of(interval) {
             return;
@@ -42,16 +42,14 @@ impl Driver {
             tracing::warn!(%height, "skipping a snapshot: the previous one is still being written");
             return;
         }
-        let state: StateTree = self.shared.ledger.read().state().clone();
+        let state: StateTree = self.chain.state();
         let header = block.header.clone();
         let certificate = certificate.clone();
         let dir = snapshots.dir.clone();
         let writing = snapshots.writing.clone();
-        let keep = self.shared.config.snapshots.keep_recent;
-        let (written, newest) = (
-            self.shared.metrics.snapshots_written.clone(),
-            self.shared.metrics.snapshot_height.clone(),
-        );
+        let keep = self.config.snapshots.keep_recent;
+        let (written, newest) =
+            (self.metrics.snapshots_written.clone(), self.metrics.snapshot_height.clone());
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let (offer, chunks) = make_snapshot(&state, &header, &certificate);

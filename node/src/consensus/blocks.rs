@@ -176,7 +176,7 @@ pub(super) mod tests {
     use tally_ledger::Header;
 
     /// The header of an empty block at `height`, distinct per `salt`.
-    pub(in crate::driver) fn empty_header(height: u64, salt: u64) -> Header {
+    pub(in crate::consensus) fn empty_header(height: u64, salt: u64) -> Header {
         Header {
             chain_id: ChainId::new("t").unwrap(),
             height: Height(height),

@@ -1,5 +1,5 @@
 //! WebSocket subscriptions: `subscribe {query}`, `unsubscribe {query}`, `unsubscribe_all`,
-//! as in CometBFT (see `events.rs` for the queries and the notification shape).
+//! as in CometBFT (see `query.rs` for the queries and the notification shape).
 //!
 //! Notifications arrive as JSON-RPC notifications of method `event`, whose
 //! `params.result` is CometBFT's `{query, data, events}`. jsonrpsee also registers
@@ -18,9 +18,9 @@
 //! A dropped subscription ends with an error notification naming the reason, is logged and
 //! counted in `tally_subscriptions_dropped_total{reason}`.
 
-use crate::events::{BlockEvent, EventQuery};
-use crate::rpc::{codes, err, invalid, parse, RpcResult};
-use crate::shared::Shared;
+use super::query::EventQuery;
+use super::{codes, err, invalid, parse, RpcContext, RpcResult};
+use crate::notify::BlockEvent;
 use jsonrpsee::core::server::{
     ConnectionId, Extensions, PendingSubscriptionSink, SendTimeoutError, SubscriptionMessage,
     SubscriptionSink,
@@ -91,10 +91,6 @@ impl Registry {
     pub fn len(&self) -> usize {
         self.by_connection.lock().values().map(Vec::len).sum()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[derive(Deserialize, Default)]
@@ -104,7 +100,7 @@ struct QueryParams {
 
 /// Removes the registry entry when the subscription task ends, however it ends.
 struct EntryGuard<'a> {
-    shared: &'a Shared,
+    shared: &'a RpcContext,
     conn: ConnectionId,
     id: u64,
 }
@@ -115,7 +111,7 @@ impl Drop for EntryGuard<'_> {
     }
 }
 
-pub fn register(m: &mut RpcModule<Shared>) -> anyhow::Result<()> {
+pub fn register(m: &mut RpcModule<RpcContext>) -> anyhow::Result<()> {
     m.register_subscription(
         "subscribe",
         "event",
@@ -153,7 +149,7 @@ fn connection(ext: &Extensions) -> RpcResult<ConnectionId> {
 async fn subscribe(
     p: Params<'static>,
     pending: PendingSubscriptionSink,
-    shared: Arc<Shared>,
+    shared: Arc<RpcContext>,
 ) -> Result<(), SubscriptionError> {
     let parsed = parse::<QueryParams>(&p).and_then(|q| {
         let query = q.query.ok_or_else(|| invalid("missing parameter: query"))?;
@@ -168,7 +164,7 @@ async fn subscribe(
         }
     };
     // Subscribe to the channel before answering, so no block committed in between is lost.
-    let rx = shared.events.subscribe();
+    let rx = shared.notify.subscribe_blocks();
     let conn = pending.connection_id();
     let Ok(sink) = pending.accept().await else { return Ok(()) };
     let (id, cancelled) = shared.subscriptions.add(conn, query.clone());
@@ -193,14 +189,14 @@ enum Ended {
 
 /// Forwards events to one subscriber until it unsubscribes, disconnects or is dropped.
 async fn pump(
-    shared: &Shared,
+    shared: &RpcContext,
     sink: &SubscriptionSink,
     mut rx: broadcast::Receiver<Arc<BlockEvent>>,
     mut cancelled: oneshot::Receiver<()>,
     query: &str,
     parsed: &EventQuery,
 ) -> Ended {
-    let send_timeout = Duration::from_millis(shared.config.rpc.subscription_send_timeout_ms);
+    let send_timeout = Duration::from_millis(shared.config.subscription_send_timeout_ms);
     loop {
         let event = tokio::select! {
             _ = &mut cancelled => return Ended::Cancelled,
@@ -214,7 +210,7 @@ async fn pump(
                     reason: "lagged",
                     detail: format!(
                         "fell {missed} blocks behind (rpc.subscription_lag_blocks_max = {})",
-                        shared.config.rpc.subscription_lag_blocks_max
+                        shared.config.subscription_lag_blocks_max
                     ),
                 }
             }

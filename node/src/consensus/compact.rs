@@ -117,11 +117,11 @@ impl Driver {
             }
             return Ok(());
         }
-        let txs = self.shared.txs_from_mempool(&block.tx_hashes);
+        let txs = self.chain.txs_from_mempool(&block.tx_hashes);
         let missing: Vec<u32> =
             txs.iter().enumerate().filter(|(_, t)| t.is_none()).map(|(i, _)| i as u32).collect();
         if missing.is_empty() {
-            self.shared.metrics.compact_proposal("mempool");
+            self.metrics.compact_proposal("mempool");
             let txs = txs.into_iter().flatten().collect();
             let CompactBlock { header, tx_hashes } = block;
             let msg = ConsensusMsg::Proposal { proposal, block: Block { header, txs } };
@@ -132,13 +132,12 @@ impl Driver {
         let round = proposal.proposal.round;
         if !w.admits(height, round) || !self.fillings.make_room(height, w.height) {
             tracing::debug!(%height, %round, %hash, "not rebuilding a compact proposal beyond the window");
-            self.shared.metrics.compact_proposal("failed");
+            self.metrics.compact_proposal("failed");
             return Ok(());
         }
         let expected: Vec<TxHash> = missing.iter().map(|&i| block.tx_hashes[i as usize]).collect();
         tracing::debug!(%height, %round, missing = missing.len(), %source, "fetching the txs of a compact proposal");
-        let configured =
-            Duration::from_millis(self.shared.config.consensus.sync_request_timeout_ms);
+        let configured = Duration::from_millis(self.config.consensus.sync_request_timeout_ms);
         let timeout = configured.min(FETCH_TIMEOUT);
         let (net, done) = (self.net.clone(), self.fill_tx.clone());
         let fetch = tokio::spawn(async move {
@@ -161,20 +160,20 @@ impl Driver {
         let found = match result {
             Ok(found) => found,
             Err(e) => {
-                self.shared.metrics.compact_proposal("failed");
+                self.metrics.compact_proposal("failed");
                 tracing::warn!(%height, %hash, error = %e, "could not fetch the txs of a proposed block");
                 return Ok(());
             }
         };
-        self.shared.metrics.compact_proposal("fetched");
-        self.shared.metrics.proposal_txs_fetched.inc_by(found.len() as u64);
+        self.metrics.compact_proposal("fetched");
+        self.metrics.proposal_txs_fetched.inc_by(found.len() as u64);
         for (index, tx) in found {
             filling.txs[index as usize] = Some(tx);
         }
         let txs: Option<Vec<Tx>> = filling.txs.into_iter().collect();
         let Some(txs) = txs else {
             // Not expected: fetch_txs answers every index it was given, or fails.
-            self.shared.metrics.compact_proposal("failed");
+            self.metrics.compact_proposal("failed");
             tracing::warn!(%height, %hash, "a fetch left txs of a proposed block missing");
             return Ok(());
         };

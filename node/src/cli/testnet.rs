@@ -5,8 +5,8 @@
 //! `tally-testnet`. Anyone can derive these keys: they are for local testing only. Validator
 //! and node keys are random.
 
+use crate::config::keys::save_key;
 use crate::config::{Config, Home};
-use crate::keys::save_key;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use std::path::PathBuf;

@@ -2,13 +2,15 @@
 //! applying them; and answering other peers' requests from the store.
 
 use super::Driver;
+use crate::chain::ChainReader;
+use crate::exec::Exec;
 use anyhow::bail;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tally_consensus::{CommitCertificate, Height};
 use tally_ledger::{Block, ExecutionOutcome};
 use tally_network::{InboundSyncRequest, PeerId, SyncRequest, SyncResponse};
+use tokio::sync::Semaphore;
 
 pub(super) type SyncResult = (PeerId, anyhow::Result<Vec<(Block, CommitCertificate)>>);
 
@@ -22,10 +24,10 @@ impl Driver {
         // A decided block being written is not asked for again.
         let from = match &self.writing {
             Some(writing) => writing.height.next(),
-            None => self.shared.tip_height().map_or(Height(1), Height::next),
+            None => self.chain.tip_height().map_or(Height(1), Height::next),
         };
-        let count = self.shared.config.consensus.sync_batch_blocks;
-        let timeout = Duration::from_millis(self.shared.config.consensus.sync_request_timeout_ms);
+        let count = self.config.consensus.sync_batch_blocks;
+        let timeout = Duration::from_millis(self.config.consensus.sync_request_timeout_ms);
         let net = self.net.clone();
         let tx = self.sync_tx.clone();
         tokio::spawn(async move {
@@ -57,19 +59,19 @@ impl Driver {
         if applied == 0 {
             // The peer failed, served a bad block, or had nothing: ask another one, at most
             // once per connected peer until a block is applied again.
-            self.shared.catching_up.store(false, Ordering::Relaxed);
+            self.notify.set_catching_up(false);
             return self.sync_from_another(peer).await;
         }
         self.sync_misses = 0;
         tracing::info!(%peer, applied, "block sync");
-        let next = self.shared.tip_height().map_or(Height(1), Height::next);
+        let next = self.chain.tip_height().map_or(Height(1), Height::next);
         if next > self.core.height() {
             self.next_height_at = None;
             self.start_height(next).await?;
         }
         // A full batch means the peer may have more: keep going, and say so in `status`.
-        let more = received as u32 >= self.shared.config.consensus.sync_batch_blocks;
-        self.shared.catching_up.store(more, Ordering::Relaxed);
+        let more = received as u32 >= self.config.consensus.sync_batch_blocks;
+        self.notify.set_catching_up(more);
         if more {
             self.start_sync(peer);
         }
@@ -90,7 +92,7 @@ impl Driver {
         self.settle().await?;
         let mut applied = 0;
         for (block, certificate) in blocks {
-            let next = self.shared.tip_height().map_or(Height(1), Height::next);
+            let next = self.chain.tip_height().map_or(Height(1), Height::next);
             if block.header.height < next {
                 continue;
             }
@@ -99,12 +101,12 @@ impl Driver {
                     // A failed write is not the peer's fault: it stops the node.
                     self.commit_block(&block, &certificate, outcome)?;
                     self.stats.synced_blocks += 1;
-                    self.shared.metrics.synced_blocks.inc();
+                    self.metrics.synced_blocks.inc();
                     applied += 1;
                 }
                 Err(e) => {
                     tracing::warn!(%peer, height = %block.header.height, error = %e, "peer served a bad block");
-                    self.shared.metrics.bad_synced_blocks.inc();
+                    self.metrics.bad_synced_blocks.inc();
                     let _ = self.net.penalize(peer).await;
                     break;
                 }
@@ -146,42 +148,39 @@ impl Driver {
         if certificate.block_hash != block.hash() {
             bail!("certificate is for another block");
         }
-        let shared = &self.shared;
-        certificate.verify(&shared.chain_id, &shared.validators, &shared.verifier)?;
-        Ok(shared.ledger.read().validate_block(block, &*shared.verifier)?)
+        let chain = &self.chain;
+        certificate.verify(chain.chain_id(), chain.validators(), chain.verifier())?;
+        Ok(chain.validate_synced(block)?)
     }
 }
 
+/// Block requests served at once at most; a request beyond it is answered "busy" (the
+/// peer asks another).
+pub(super) const SYNC_SERVES_MAX: usize = 4;
+
 /// Answers a peer's block request off the consensus task: reads blocks and certificates
 /// from the store until the count or about `bytes_max` of blocks (the network trims the
-/// rest).
+/// rest). At most [`SYNC_SERVES_MAX`] at once (`slots`).
 pub(super) fn serve_sync(
-    shared: Arc<crate::shared::Shared>,
+    chain: ChainReader,
+    slots: &Arc<Semaphore>,
     request: InboundSyncRequest,
     bytes_max: usize,
+    exec: Exec,
 ) {
-    tokio::task::spawn_blocking(move || {
+    let Ok(slot) = slots.clone().try_acquire_owned() else {
+        request.responder.respond(SyncResponse::Error("busy: too many block requests".into()));
+        return;
+    };
+    // The answer goes back through the responder; nothing waits for the work itself.
+    let _work = exec.spawn(move || {
         let SyncRequest::Blocks { from, count } = request.request else {
             request.responder.respond(SyncResponse::Error("not a block request".into()));
             return;
         };
         let count = count.min(tally_network::wire::SYNC_BLOCKS_MAX);
-        let mut blocks = Vec::new();
-        let mut bytes = 0usize;
-        for h in from.0..from.0.saturating_add(u64::from(count)) {
-            let ledger = shared.ledger.read();
-            let store = ledger.store();
-            match (store.block(Height(h)), store.certificate(Height(h))) {
-                (Ok(Some(b)), Ok(Some(c))) => {
-                    bytes += b.encoded_len();
-                    blocks.push((b, c));
-                }
-                _ => break,
-            }
-            if bytes >= bytes_max {
-                break;
-            }
-        }
+        let blocks = chain.blocks_from(from, count, bytes_max);
         request.responder.respond(SyncResponse::Blocks(blocks));
+        drop(slot);
     });
 }

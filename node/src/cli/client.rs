@@ -33,7 +33,7 @@ pub struct TransferArgs {
     #[arg(long)]
     pub nonce: Option<u64>,
     /// The seed test accounts derive from (see `tally testnet --help`).
-    #[arg(long, default_value = crate::testnet::DEFAULT_ACCOUNT_SEED)]
+    #[arg(long, default_value = super::testnet::DEFAULT_ACCOUNT_SEED)]
     pub testnet_seed: String,
     /// Wait until the transfer commits (broadcast_tx_commit).
     #[arg(long)]
@@ -46,13 +46,13 @@ pub async fn transfer(args: TransferArgs) -> anyhow::Result<()> {
         .build(&args.rpc)
         .with_context(|| format!("connecting to {}", args.rpc))?;
     let sender = match (&args.from_account, &args.from_key) {
-        (Some(i), None) => crate::testnet::test_account(&args.testnet_seed, *i),
-        (None, Some(path)) => crate::keys::load_key(path)?,
+        (Some(i), None) => super::testnet::test_account(&args.testnet_seed, *i),
+        (None, Some(path)) => crate::config::keys::load_key(path)?,
         _ => bail!("give one of --from-account or --from-key"),
     };
     let to = match (&args.to, args.to_account) {
         (Some(hex), None) => PublicKey::from_hex(hex).context("--to")?,
-        (None, Some(i)) => crate::testnet::test_account(&args.testnet_seed, i).public(),
+        (None, Some(i)) => super::testnet::test_account(&args.testnet_seed, i).public(),
         _ => bail!("give one of --to or --to-account"),
     };
     let status: serde_json::Value =

@@ -6,8 +6,8 @@
 //! re-sends when the height starts has its block; then the messages (verified again: the
 //! file is only as trustworthy as the disk) and timeouts are fed as they happened.
 
+use super::wal::WalEntry;
 use super::{Driver, Window};
-use crate::wal::WalEntry;
 use std::collections::BTreeMap;
 use std::time::Instant;
 use tally_consensus::{Height, Input, Round};
@@ -27,7 +27,7 @@ impl Driver {
                 reason = %cut.reason,
                 "cut a torn or corrupt tail off the consensus log; replaying the entries before it"
             );
-            self.shared.metrics.wal_cut_bytes.inc_by(cut.bytes);
+            self.metrics.wal_cut_bytes.inc_by(cut.bytes);
         }
         if recovered.height != Some(height) {
             if let Some(stale) = recovered.height {
@@ -96,7 +96,7 @@ impl Driver {
                 WalEntry::OwnBlock { .. } | WalEntry::Height(_) => {}
             }
         }
-        self.shared.metrics.wal_replayed.inc_by(messages + timeouts);
+        self.metrics.wal_replayed.inc_by(messages + timeouts);
         tracing::info!(
             %height,
             messages,

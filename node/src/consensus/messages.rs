@@ -86,7 +86,7 @@ impl Driver {
                 self.next_height_messages.push(msg.clone());
             }
         } else {
-            self.log_entry(crate::wal::WalEntryRef::Received(&msg), false);
+            self.log_entry(super::wal::WalEntryRef::Received(&msg), false);
         }
         self.feed_message(msg, tx_hashes).await
     }
@@ -129,10 +129,10 @@ impl Driver {
     /// Signatures, and that a carried block is the one signed for.
     pub(super) fn verify_message(&self, msg: &ConsensusMsg) -> bool {
         let (chain_id, validators, verifier) =
-            (&self.shared.chain_id, &self.shared.validators, &*self.shared.verifier);
+            (self.chain.chain_id(), self.chain.validators(), &**self.chain.verifier());
         let header_ok = |block: &tally_ledger::Block, height: Height, hash| {
             block.header.height == height
-                && block.encoded_len() as u64 <= self.shared.genesis.params.block_bytes_max
+                && block.encoded_len() as u64 <= self.chain.genesis().params.block_bytes_max
                 && block.hash() == hash
         };
         // The body last (it costs a hash of every tx and a Merkle root): the block hash
@@ -156,7 +156,7 @@ impl Driver {
                 let p = &proposal.proposal;
                 block.header.height == p.height
                     && block.block_encoded_len() as u64
-                        <= self.shared.genesis.params.block_bytes_max
+                        <= self.chain.genesis().params.block_bytes_max
                     && block.hash() == p.block_hash
                     && proposal.verify(chain_id, validators, verifier).is_ok()
                     && block.hashes_match_header()
@@ -170,7 +170,7 @@ impl Driver {
     async fn report(&mut self, from: &GossipRef, ok: bool) {
         if !ok {
             self.stats.bad_signatures += 1;
-            self.shared.metrics.bad_consensus_messages.inc();
+            self.metrics.bad_consensus_messages.inc();
             tracing::debug!(peer = %from.propagation_source, "dropped a consensus message that does not verify");
         }
         let verdict = if ok { Verdict::Accept } else { Verdict::Reject };

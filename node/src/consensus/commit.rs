@@ -14,17 +14,18 @@
 //! it. A failed write stops the node, as a synchronous one did.
 
 use super::Driver;
+use crate::exec::{Work, WorkFailed};
 use anyhow::{bail, Context as _};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tally_consensus::{CommitCertificate, Height};
 use tally_ledger::{Block, ExecutionOutcome, TxHash};
-use tokio::task::{JoinError, JoinHandle};
+use tokio::time::Instant;
 
 /// A decided block whose write is under way on the blocking pool.
 pub(super) struct Writing {
     pub height: Height,
-    handle: JoinHandle<Written>,
+    handle: Work<Written>,
 }
 
 /// What the write of a decided block hands back to the driver.
@@ -40,7 +41,7 @@ pub(super) struct Written {
 }
 
 /// Resolves when the write in `writing` ends; never when there is none.
-pub(super) async fn written(writing: &mut Option<Writing>) -> Result<Written, JoinError> {
+pub(super) async fn written(writing: &mut Option<Writing>) -> Result<Written, WorkFailed> {
     match writing {
         Some(w) => (&mut w.handle).await,
         None => std::future::pending().await,
@@ -68,24 +69,25 @@ impl Driver {
             bail!("decided block {height} while block {} is still being written", writing.height);
         }
         let decided = Instant::now();
-        let shared = self.shared.clone();
-        let handle = tokio::task::spawn_blocking(move || {
+        let chain = self.chain.clone();
+        let handle = self.config.exec.spawn(move || {
             let started = Instant::now();
-            let result = shared
-                .ledger
-                .read()
+            let result = chain
                 .persist(&block, &certificate, &outcome)
                 .with_context(|| format!("committing block {height} to the ledger"));
             Written { block, certificate, outcome, decided, write: started.elapsed(), result }
         });
         self.writing = Some(Writing { height, handle });
-        let delay = Duration::from_millis(self.shared.config.consensus.timeout_commit_ms);
+        let delay = Duration::from_millis(self.config.consensus.timeout_commit_ms);
         self.next_height_at = Some((decided + delay, height.next()));
         Ok(())
     }
 
     /// The write of a decided block ended: moves the state to it. Fatal if it failed.
-    pub(super) fn on_written(&mut self, written: Result<Written, JoinError>) -> anyhow::Result<()> {
+    pub(super) fn on_written(
+        &mut self,
+        written: Result<Written, WorkFailed>,
+    ) -> anyhow::Result<()> {
         self.writing = None;
         let Written { block, certificate, outcome, decided, write, result } =
             written.context("the write of a decided block panicked")?;
@@ -113,9 +115,7 @@ impl Driver {
     ) -> anyhow::Result<()> {
         let height = block.header.height;
         let started = Instant::now();
-        self.shared
-            .ledger
-            .read()
+        self.chain
             .persist(block, certificate, &outcome)
             .with_context(|| format!("committing block {height} to the ledger"))?;
         self.apply_committed(block, certificate, outcome, started, started.elapsed());
@@ -135,20 +135,10 @@ impl Driver {
         let height = block.header.height;
         let applying = Instant::now();
         let hashes: Vec<TxHash> = outcome.tx_hashes.clone();
-        // Every account the block changed: the mempool keeps copies of pending senders'.
-        let touched: Vec<tally_crypto::PublicKey> =
-            block.txs.iter().flat_map(|t| [t.transfer.from, t.transfer.to]).collect();
-        // Lock order: mempool, then ledger (see Shared::insert_into_mempool). The state
-        // moves and the mempool drops what the block committed under one mempool lock, so
-        // an admission never sees the new nonces with the old pending txs.
-        let dropped = {
-            let mut mempool = self.shared.mempool.lock();
-            self.shared.ledger.write().apply_persisted(block, outcome);
-            let ledger = self.shared.ledger.read();
-            mempool.update(&hashes, &touched, |k| ledger.account(k))
-        };
-        self.shared.notify_committed(height, &hashes);
-        self.shared.publish_block(block, &hashes);
+        // The state moves and the mempool drops what the block committed (chain room).
+        let dropped = self.chain.apply_committed(block, outcome);
+        self.notify.committed(height, &hashes);
+        self.notify.publish_block(block, &hashes);
         self.record_commit_metrics(block, write);
         tracing::info!(
             height = height.0,
@@ -170,7 +160,7 @@ impl Driver {
     }
 
     fn record_commit_metrics(&mut self, block: &Block, write: Duration) {
-        let metrics = &self.shared.metrics;
+        let metrics = &self.metrics;
         metrics.blocks_committed.inc();
         metrics.txs_committed.inc_by(block.txs.len() as u64);
         metrics.block_txs.observe(block.txs.len() as f64);
