@@ -80,7 +80,7 @@ impl Default for ConsensusParams {
             // A height carries up to about 2.9 MB of txs: under load, fewer and larger
             // blocks spread the per-height costs (votes, the commit's fsync, the state root
             // update) over more txs. At 10,000 txs the local testnet fell behind an offered
-            // 21,000 tx/s and committed 19,153; at 20,000 it kept up (README, "Performance").
+            // 21,000 tx/s and committed 19,153; at 20,000 it kept up (docs/performance.md).
             block_txs_max: 20_000,
             block_bytes_max: 4 * 1024 * 1024,
             block_interval_ms: default_block_interval_ms(),

@@ -6,7 +6,7 @@
 //! and the cost kept growing with the chain (it was most of a block commit, on the consensus
 //! path). An LSM tree appends inserts to a journal and a memtable and sorts them into files
 //! in the background: about 3.6 us of CPU per entry with 2 million indexed, flat as the
-//! chain grows (README, "Performance").
+//! chain grows (docs/performance.md).
 //!
 //! The index is derived data. Each block's entries are written in one atomic batch
 //! together with a marker, the height and hash of the last block indexed, after the block's

@@ -4,7 +4,7 @@ use clap::Parser as _;
 
 /// jemalloc instead of the system allocator: glibc's malloc returned large buffers (block
 /// encodings, tx batches) to the kernel and faulted fresh zeroed pages in for the next
-/// ones, and its arenas kept growing under load (README, "Performance").
+/// ones, and its arenas kept growing under load (docs/performance.md).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -109,7 +109,7 @@ pub struct MempoolConfig {
     /// `txs_max`. Under overload, clients are then pushed back before peers' txs are
     /// dropped: a dropped tx leaves a nonce gap, its sender's later txs cannot be admitted
     /// either, and the proposals carrying them must be fetched and verified when they come,
-    /// on the consensus path (README, "Performance"). Set it to `txs_max` to keep no room.
+    /// on the consensus path (docs/performance.md). Set it to `txs_max` to keep no room.
     pub rpc_txs_max: Option<usize>,
     /// Pending transaction bytes kept; likewise.
     pub bytes_max: u64,
