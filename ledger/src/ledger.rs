@@ -108,9 +108,28 @@ impl Ledger {
         genesis: Genesis,
         cache_bytes: usize,
     ) -> Result<Ledger, LedgerOpenError> {
+        Ledger::open_store(genesis, &index_dir(path), || Store::open_with_cache(path, cache_bytes))
+    }
+
+    /// [`Ledger::open`] with the store on a redb storage backend instead of a file (in the
+    /// simulator, a [`crate::SimDisk`]). The tx index stays in a directory: `index_dir`.
+    pub fn open_with_backend(
+        backend: impl redb::StorageBackend,
+        index_dir: &Path,
+        genesis: Genesis,
+    ) -> Result<Ledger, LedgerOpenError> {
+        Ledger::open_store(genesis, index_dir, || Store::open_with_backend(backend))
+    }
+
+    /// Checks `genesis`, then opens the store with `open` and the tx index in `index_dir`.
+    fn open_store(
+        genesis: Genesis,
+        index_dir: &Path,
+        open: impl FnOnce() -> Result<Store, OpenError>,
+    ) -> Result<Ledger, LedgerOpenError> {
         genesis.validate()?;
         let validators = genesis.validator_set().map_err(GenesisError::from)?;
-        let store = Store::open_with_cache(path, cache_bytes)?;
+        let store = open()?;
         store.init_genesis(&genesis)?;
         let genesis_hash = genesis.hash();
         let (tip, expected_root) = match store.tip()? {
@@ -137,7 +156,7 @@ impl Ledger {
                 rebuilt: state.root(),
             });
         }
-        let (tx_index, indexed) = TxIndex::open(&index_dir(path))?.catch_up(&store)?;
+        let (tx_index, indexed) = TxIndex::open(index_dir)?.catch_up(&store)?;
         if indexed > 0 {
             tracing::info!(blocks = indexed, "indexed the txs of blocks the tx index had missed");
         }

@@ -8,6 +8,8 @@
 //!   proposer's tx selection ([`select_txs`]).
 //! - Storage: [`Store`], a redb database; byte layout in docs/ledger-format.md. The tx index
 //!   by hash sits beside it in an LSM tree ([`tx_index`]).
+//! - Simulation: [`SimDisk`], a redb storage backend in memory whose [`DiskImage`] loses
+//!   power on demand, keeping what was synced and a torn part of the rest ([`sim_disk`]).
 //! - Snapshots: the account state at a height, chunked, with a certified manifest
 //!   ([`snapshot`]), kept on disk ([`SnapshotDir`]) and restored by state sync.
 //! - [`Ledger`]: the store, the state tree and the genesis together, for the node.
@@ -23,6 +25,7 @@ mod ledger;
 pub mod light;
 pub mod limits;
 mod select;
+pub mod sim_disk;
 pub mod snapshot;
 pub mod state_tree;
 pub mod store;
@@ -46,6 +49,7 @@ pub use ledger::{BuiltBlock, Ledger, LedgerCommitError, LedgerOpenError, Tip};
 pub use light::{verify_account, verify_header, verify_tx, LightError};
 pub use limits::{BLOCK_BYTES_MAX, BLOCK_TXS_MAX, TX_BYTES, TX_BYTES_MAX};
 pub use select::{select_txs, SelectLimits, Selection, SkippedTx};
+pub use sim_disk::{DiskImage, SimDisk};
 pub use snapshot::files::{SnapshotDir, SnapshotFileError};
 pub use snapshot::{verify_offer, Manifest, Restore, SnapshotError, SnapshotOffer};
 pub use state_tree::{AccountProof, AccountProofError, OtherLeaf, StateTree};

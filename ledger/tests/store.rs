@@ -367,3 +367,23 @@ fn disk_full_while_a_block_grows_the_file_is_an_error() {
     store.commit_block(&b2, &certificate(Height(2), b2.hash()), &BTreeMap::new()).unwrap();
     assert_eq!(store.tip().unwrap(), Some((Height(2), b2.hash())));
 }
+
+/// A crash while redb creates the file leaves it sized but without redb's magic number
+/// (redb writes that last), which redb refuses for ever; the store creates it again. A file
+/// that starts with anything else is still refused.
+#[test]
+fn a_file_left_by_an_interrupted_creation_is_created_again_and_other_files_are_refused() {
+    let f = fixture();
+    std::fs::write(&f.path, vec![0u8; 1 << 20]).unwrap();
+    let store = Store::open(&f.path).expect("a file of zeros is an interrupted creation");
+    store.init_genesis(&genesis(2)).unwrap();
+    drop(store);
+    assert_eq!(Store::open(&f.path).unwrap().genesis_hash().unwrap(), Some(genesis(2).hash()));
+
+    std::fs::write(&f.path, b"not a store").unwrap();
+    assert!(matches!(Store::open(&f.path), Err(OpenError::Db(_))));
+    assert_eq!(std::fs::read(&f.path).unwrap(), b"not a store", "left as it was");
+
+    let image = tally_ledger::DiskImage::from_bytes(vec![0; 4096]);
+    Store::open_with_backend(image.disk()).expect("the same on a storage backend");
+}

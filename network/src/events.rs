@@ -11,6 +11,7 @@ use crate::config::GossipValidation;
 use crate::wire::{ConsensusMsg, SyncRequest, SyncResponse};
 use libp2p::gossipsub::MessageId;
 use libp2p::PeerId;
+use std::sync::Arc;
 use tally_ledger::Tx;
 use tokio::sync::{mpsc, oneshot};
 
@@ -84,6 +85,9 @@ pub struct InboundSyncRequest {
 #[derive(Debug)]
 pub struct SyncResponder {
     pub(crate) tx: oneshot::Sender<SyncResponse>,
+    /// Held until the request is answered or dropped, so that a [`crate::sim::SimPort`] can
+    /// count the requests its node has not answered yet (the swarm task counts its own).
+    pub(crate) _pending: Option<Arc<()>>,
 }
 
 impl SyncResponder {

@@ -9,6 +9,8 @@
 //! The node talks to it through [`spawn`], which returns a [`NetworkHandle`] (commands) and
 //! [`NetworkEvents`] (bounded channels: consensus, txs, sync requests). This crate decides
 //! nothing about consensus: it moves bytes, decodes them under limits, and reports.
+//! [`sim::endpoint`] gives the same handle and events without a swarm, for a deterministic
+//! simulator to play the network through a [`sim::SimPort`].
 
 mod behaviour;
 mod codec;
@@ -18,6 +20,7 @@ mod events;
 mod handle;
 mod peering;
 mod publish;
+pub mod sim;
 mod stats;
 mod swarm;
 mod task;

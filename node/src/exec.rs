@@ -20,14 +20,16 @@ pub enum Exec {
     /// On tokio's blocking pool (a running node).
     #[default]
     Threads,
-    /// At once, on the caller's thread (the deterministic simulator).
-    Inline,
+    /// At once, on the caller's thread, its result handed over `latency_ms` of (simulated)
+    /// time later, as a disk or a busy core would (the deterministic simulator).
+    Inline { latency_ms: u64 },
 }
 
 /// Work started by [`Exec::spawn`]: a future of its result.
 pub enum Work<T> {
     Pending(JoinHandle<T>),
     Done(Option<T>),
+    Later(Option<T>, Pin<Box<tokio::time::Sleep>>),
 }
 
 /// The work panicked (or was cancelled with the runtime).
@@ -47,6 +49,13 @@ impl<T: Unpin> Future for Work<T> {
                 Some(v) => Poll::Ready(Ok(v)),
                 None => Poll::Ready(Err(WorkFailed("polled after completion".into()))),
             },
+            Work::Later(value, sleep) => match sleep.as_mut().poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(()) => match value.take() {
+                    Some(v) => Poll::Ready(Ok(v)),
+                    None => Poll::Ready(Err(WorkFailed("polled after completion".into()))),
+                },
+            },
         }
     }
 }
@@ -60,7 +69,12 @@ impl Exec {
     {
         match self {
             Exec::Threads => Work::Pending(tokio::task::spawn_blocking(f)),
-            Exec::Inline => Work::Done(Some(f())),
+            Exec::Inline { latency_ms: 0 } => Work::Done(Some(f())),
+            Exec::Inline { latency_ms } => {
+                let done = f();
+                let sleep = tokio::time::sleep(std::time::Duration::from_millis(latency_ms));
+                Work::Later(Some(done), Box::pin(sleep))
+            }
         }
     }
 
@@ -101,9 +115,16 @@ mod tests {
     #[tokio::test]
     async fn both_kinds_of_work_give_their_result() {
         assert_eq!(Exec::Threads.run(|| 2 + 2).await.unwrap(), 4);
-        assert_eq!(Exec::Inline.run(|| 3 + 3).await.unwrap(), 6);
+        assert_eq!(Exec::Inline { latency_ms: 0 }.run(|| 3 + 3).await.unwrap(), 6);
         let failed = Exec::Threads.run(|| -> u8 { panic!("boom") }).await;
         assert!(failed.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn inline_work_with_latency_is_handed_over_later() {
+        let started = tokio::time::Instant::now();
+        let v = Exec::Inline { latency_ms: 7 }.run(|| 5).await.unwrap();
+        assert_eq!((v, started.elapsed().as_millis()), (5, 7));
     }
 
     #[tokio::test(start_paused = true)]

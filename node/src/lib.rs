@@ -9,7 +9,8 @@
 //! - [`consensus`]: the driver, the signing record, the consensus log, state sync;
 //! - [`rpc`]: the JSON-RPC server (nothing but `run` imports it);
 //! - [`run`]: `tally start`, the only file that names every room;
-//! - [`cli`]: every other command (nothing imports it).
+//! - [`cli`]: every other command (nothing imports it);
+//! - `sim` (feature `sim`): the real node under deterministic simulation.
 
 pub mod admission;
 pub mod chain;
@@ -21,3 +22,5 @@ pub mod metrics;
 pub mod notify;
 pub mod rpc;
 pub mod run;
+#[cfg(feature = "sim")]
+pub mod sim;

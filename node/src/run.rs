@@ -164,6 +164,8 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
         proposer: validator_key.as_ref().map(|k| k.public()),
         exec: Exec::Threads,
         clock: crate::exec::system_clock(),
+        #[cfg(feature = "sim")]
+        bug: None,
     };
     let driver = Driver::new(
         rooms.chain.clone(),

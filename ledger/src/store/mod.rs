@@ -6,6 +6,13 @@
 //! `Durability::Immediate` fsyncs on commit), so after a crash the store holds either the
 //! whole block, with its certificate and account changes, or none of it. A
 //! commit that fails a check midway aborts its transaction and leaves nothing behind.
+//!
+//! A crash while redb creates the file leaves a file that redb refuses forever: it sizes
+//! the file and writes its header and allocator state first, and the magic number that
+//! makes the file a redb database last, so the crash leaves a file that starts with zeros
+//! (found by `tests/sim_disk.rs`). Nothing can have been committed to such a file; opening
+//! it empties it and creates the database again. A file that starts with anything else is
+//! left to redb, which refuses what is not a redb database.
 
 mod commit;
 mod error;
@@ -43,17 +50,20 @@ impl Store {
     /// Opens the database at `path`, creating it (and its tables) if it does not exist.
     /// Refuses a store written in another format version.
     pub fn open(path: &Path) -> Result<Store, OpenError> {
+        redo_interrupted_creation(path).map_err(redb::Error::from)?;
         Store::init(Database::create(path)?)
     }
 
     /// [`Store::open`] with a page cache of at most `cache_bytes` (redb's default is 1 GiB).
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, OpenError> {
+        redo_interrupted_creation(path).map_err(redb::Error::from)?;
         Store::init(Database::builder().set_cache_size(cache_bytes).create(path)?)
     }
 
     /// [`Store::open`] over any redb storage backend instead of a file: an in-memory one, or
     /// one that injects IO failures (the fuzz target `store_ops` crashes the store that way).
     pub fn open_with_backend(backend: impl StorageBackend) -> Result<Store, OpenError> {
+        redo_interrupted_creation_on(&backend).map_err(redb::Error::from)?;
         Store::init(Database::builder().create_with_backend(backend)?)
     }
 
@@ -114,6 +124,54 @@ impl Store {
         txn.commit()?;
         Ok(())
     }
+}
+
+/// The length of redb's magic number, the first bytes of a redb file.
+const REDB_MAGIC_BYTES: u64 = 9;
+
+/// Whether a file of `len` bytes that starts with `head` (its first bytes, up to
+/// [`REDB_MAGIC_BYTES`]) was left by a crash while redb created it: not empty, and no magic
+/// number yet (see the module documentation).
+fn creation_interrupted(len: u64, head: &[u8]) -> bool {
+    len > 0 && head.iter().all(|&b| b == 0)
+}
+
+/// Empties the redb file at `path` if a crash interrupted its creation (see the module
+/// documentation), so that redb creates it again; returns whether it did. A missing file is
+/// fine. For any redb file whose creation a crash may cut (the node's signing record too).
+pub fn redo_interrupted_creation(path: &Path) -> std::io::Result<bool> {
+    use std::io::Read as _;
+    let mut file = match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    let mut head = Vec::new();
+    (&mut file).take(REDB_MAGIC_BYTES).read_to_end(&mut head)?;
+    if !creation_interrupted(len, &head) {
+        return Ok(false);
+    }
+    tracing::warn!(path = %path.display(), bytes = len, "a crash interrupted the creation of this redb file; creating it again");
+    file.set_len(0)?;
+    file.sync_all()?;
+    Ok(true)
+}
+
+/// [`redo_interrupted_creation`] on a redb storage backend.
+pub fn redo_interrupted_creation_on(backend: &impl StorageBackend) -> std::io::Result<bool> {
+    let len = backend.len()?;
+    let head = backend.read(0, usize::try_from(len.min(REDB_MAGIC_BYTES)).unwrap_or(0))?;
+    if !creation_interrupted(len, &head) {
+        return Ok(false);
+    }
+    tracing::warn!(
+        bytes = len,
+        "a crash interrupted the creation of this redb database; creating it again"
+    );
+    backend.set_len(0)?;
+    backend.sync_data(false)?;
+    Ok(true)
 }
 
 /// Creates every table, so that read transactions never meet a missing one.

@@ -79,7 +79,8 @@ impl SwarmTask {
             return self.answer_busy(channel);
         }
         let (tx, rx) = oneshot::channel();
-        let event = InboundSyncRequest { peer, request, responder: SyncResponder { tx } };
+        let event =
+            InboundSyncRequest { peer, request, responder: SyncResponder { tx, _pending: None } };
         if self.channels.sync_requests.try_send(event).is_err() {
             return self.answer_busy(channel);
         }

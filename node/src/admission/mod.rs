@@ -116,7 +116,7 @@ impl Admission {
         let (verifier, batches) = (chain.verifier().clone(), metrics.signature_batches());
         let sigverify = match exec {
             Exec::Threads => SigVerifyStage::start(verifier, batches)?,
-            Exec::Inline => SigVerifyStage::inline(verifier, batches),
+            Exec::Inline { .. } => SigVerifyStage::inline(verifier, batches),
         };
         Ok(Admission {
             chain,

@@ -84,9 +84,14 @@ impl Pending {
         self.0.await.unwrap_or_default()
     }
 
-    /// For callers on a blocking thread (never on the async runtime's threads).
-    pub fn wait_blocking(self) -> Vec<Result<(), VerifyError>> {
-        self.0.blocking_recv().unwrap_or_default()
+    /// For callers on a blocking thread (never on the async runtime's threads, except
+    /// for verdicts already given, as an inline stage gives them).
+    pub fn wait_blocking(mut self) -> Vec<Result<(), VerifyError>> {
+        match self.0.try_recv() {
+            Ok(verdicts) => verdicts,
+            Err(oneshot::error::TryRecvError::Closed) => Vec::new(),
+            Err(oneshot::error::TryRecvError::Empty) => self.0.blocking_recv().unwrap_or_default(),
+        }
     }
 }
 

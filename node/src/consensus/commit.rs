@@ -68,6 +68,10 @@ impl Driver {
             // one before it: two writes at once would be a bug here.
             bail!("decided block {height} while block {} is still being written", writing.height);
         }
+        #[cfg(feature = "sim")]
+        if self.config.bug == Some(super::NodeBug::AckBeforeDurable) {
+            self.notify.committed(height, &outcome.tx_hashes);
+        }
         let decided = Instant::now();
         let chain = self.chain.clone();
         let handle = self.config.exec.spawn(move || {

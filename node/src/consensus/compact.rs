@@ -200,7 +200,8 @@ impl Driver {
             request.responder.respond(SyncResponse::Error("block not here".into()));
             return;
         };
-        tokio::task::spawn_blocking(move || {
+        // The answer goes back through the responder; nothing waits for the work itself.
+        let _work = self.config.exec.spawn(move || {
             let SyncRequest::BlockTxs { indices, .. } = &request.request else { return };
             let increasing = indices.windows(2).all(|w| w[0] < w[1]);
             if !increasing || indices.last().is_some_and(|&i| i as usize >= block.txs.len()) {

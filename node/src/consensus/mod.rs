@@ -53,6 +53,24 @@ pub struct DriverConfig {
     pub exec: Exec,
     /// Block times (a proposer's block, the drift check on others').
     pub clock: Clock,
+    /// A deliberate bug (the simulator's tests that its oracle catches node bugs).
+    #[cfg(feature = "sim")]
+    pub bug: Option<NodeBug>,
+}
+
+/// Deliberate bugs in the node's own code, switched on only by the simulator's tests that
+/// show its oracle catches them (`sim` feature).
+#[cfg(feature = "sim")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeBug {
+    /// Carry out a step's broadcasts before its persists (the signing record is written
+    /// after the message left).
+    SendBeforePersist,
+    /// Wake `broadcast_tx_commit` waiters when a block is decided, before its write is
+    /// durable and the tip moves to it.
+    AckBeforeDurable,
+    /// Apply blocks from block sync without checking their commit certificates.
+    SkipSyncCertificate,
 }
 
 /// Block-sync results in flight at most: one request at a time, and its answer.
@@ -296,6 +314,10 @@ impl Driver {
         let mut outputs = Vec::new();
         while let Some(input) = queue.pop_front() {
             self.core.step(input, &mut outputs);
+            #[cfg(feature = "sim")]
+            if self.config.bug == Some(NodeBug::SendBeforePersist) {
+                outputs.sort_by_key(|o| matches!(o, Output::Persist(_)));
+            }
             for output in outputs.drain(..) {
                 self.execute(output, &mut queue).await?;
             }

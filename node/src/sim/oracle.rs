@@ -1,0 +1,82 @@
+//! What must hold in every run, checked as the run goes and at its end: written from the
+//! properties a ledger promises its users, not from the node's code.
+
+use std::collections::BTreeMap;
+use tally_consensus::{BlockHash, Height};
+use tally_ledger::TxHash;
+use tally_network::ConsensusMsg;
+
+/// A property that did not hold.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    #[error("honest validator {validator} signed two different {step}s at height {height} round {round}")]
+    DoubleSign { validator: u32, height: u64, round: u32, step: &'static str },
+    #[error(
+        "nodes {a} and {b} committed different blocks at height {height}: {hash_a} / {hash_b}"
+    )]
+    Disagreement { height: u64, a: usize, b: usize, hash_a: String, hash_b: String },
+    #[error("node {node} answered tx {tx} committed at height {height} before its block was durable there")]
+    AckNotDurable { node: usize, tx: String, height: u64 },
+    #[error("tx {tx}, answered committed at ({height}, {index}), is {found} on node {node}")]
+    AckLost { node: usize, tx: String, height: u64, index: u32, found: String },
+    #[error("on node {node} the balances add up to {total}, not {expected}")]
+    BalanceNotConserved { node: usize, total: u128, expected: u128 },
+    #[error("node {node} went from height {from} to {to} between GST and the end of the run")]
+    NoProgress { node: usize, from: u64, to: u64 },
+    #[error("node {node}'s ledger does not reopen after a crash: {error}")]
+    ReopenFailed { node: usize, error: String },
+    #[error("node {node} reopened at height {after}, below height {before} that it had committed")]
+    TipWentBack { node: usize, before: u64, after: u64 },
+    #[error("honest node {node} stopped: {error}")]
+    NodeFailed { node: usize, error: String },
+}
+
+/// (validator, height, round, step) -> what was signed there.
+type SignKey = (u32, u64, u32, &'static str);
+
+#[derive(Default)]
+pub struct Oracle {
+    signed: BTreeMap<SignKey, (Option<BlockHash>, Option<u32>)>,
+    /// Acknowledged transfers: hash -> (height, index).
+    pub acked: BTreeMap<TxHash, (Height, u32)>,
+    pub violations: Vec<Violation>,
+}
+
+impl Oracle {
+    pub fn fail(&mut self, v: Violation) {
+        self.violations.push(v);
+    }
+
+    /// A consensus message an honest node published (its own, or re-sent).
+    pub fn on_honest_publish(&mut self, msg: &ConsensusMsg) {
+        let (key, value) = match msg {
+            ConsensusMsg::Vote(v) => {
+                let step = match v.vote.vote_type {
+                    tally_consensus::VoteType::Prevote => "prevote",
+                    tally_consensus::VoteType::Precommit => "precommit",
+                };
+                let key = (v.vote.validator.0, v.vote.height.0, v.vote.round.0, step);
+                (key, (v.vote.block_hash, None))
+            }
+            ConsensusMsg::CompactProposal { proposal, .. }
+            | ConsensusMsg::Proposal { proposal, .. } => {
+                let p = &proposal.proposal;
+                let key = (u32::MAX, p.height.0, p.round.0, "proposal");
+                (key, (Some(p.block_hash), p.pol_round.map(|r| r.0)))
+            }
+            ConsensusMsg::Certificate { .. } => return,
+        };
+        match self.signed.get(&key) {
+            Some(before) if *before != value => self.fail(Violation::DoubleSign {
+                validator: key.0,
+                height: key.1,
+                round: key.2,
+                step: key.3,
+            }),
+            Some(_) => {}
+            None => {
+                self.signed.insert(key, value);
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The real node under deterministic simulation (node/src/sim): a slice of seeds, the
+//! replay of one seed, the same trace for the same seed, and the harness shown to catch
+//! bugs planted in the node's own code, each within a bounded number of seeds.
+//!
+//! Runs when the `sim` feature is on, which `cargo test --workspace` turns on (the bench
+//! crate's campaign binary needs it).
+#![cfg(feature = "sim")]
+
+use tally_node::sim::{run_seed, NodeBug, Violation};
+
+/// Seeds in CI's slice; `SIM_SEEDS` changes it.
+const CI_SEEDS: u64 = 60;
+
+fn seeds() -> u64 {
+    std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(CI_SEEDS)
+}
+
+#[test]
+fn seeds_hold_every_property() {
+    let (mut heights, mut acked, mut crashes) = (0, 0, 0);
+    for seed in 0..seeds() {
+        match run_seed(seed, None) {
+            Ok(r) => {
+                heights += r.height;
+                acked += r.acked;
+                crashes += r.crashes;
+            }
+            Err(failure) => panic!("{failure}"),
+        }
+    }
+    eprintln!(
+        "{} seeds: {heights} heights, {acked} acknowledged transfers, {crashes} crashes",
+        seeds()
+    );
+    assert!(heights > 0 && acked > 0, "the runs committed nothing");
+}
+
+#[test]
+fn replay_one_seed() {
+    let seed = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    match run_seed(seed, None) {
+        Ok(r) => eprintln!("{r:?}"),
+        Err(failure) => panic!("{failure}"),
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_trace() {
+    for seed in [3, 11] {
+        let a = run_seed(seed, None).expect("the seed holds");
+        let b = run_seed(seed, None).expect("the seed holds");
+        assert_eq!(a.trace, b.trace, "seed {seed}");
+        assert!(a.deliveries > 0);
+    }
+}
+
+/// Runs seeds with `bug` planted until one fails with a violation `expected` accepts;
+/// panics if none does within `bound` seeds.
+fn caught_within(bug: NodeBug, bound: u64, expected: impl Fn(&Violation) -> bool) -> u64 {
+    for seed in 0..bound {
+        if let Err(failure) = run_seed(seed, Some(bug)) {
+            assert!(
+                failure.violations.iter().any(&expected),
+                "seed {seed} with {bug:?} failed otherwise: {failure}"
+            );
+            eprintln!("{bug:?} caught at seed {seed}: {}", failure.violations[0]);
+            return seed;
+        }
+    }
+    panic!("{bug:?} was not caught within {bound} seeds");
+}
+
+#[test]
+fn a_transfer_acknowledged_before_its_block_is_durable_is_caught() {
+    caught_within(NodeBug::AckBeforeDurable, 50, |v| matches!(v, Violation::AckNotDurable { .. }));
+}
+
+#[test]
+fn sending_before_persisting_is_caught() {
+    caught_within(NodeBug::SendBeforePersist, 200, |v| matches!(v, Violation::DoubleSign { .. }));
+}
+
+#[test]
+fn a_block_sync_that_skips_the_certificate_check_is_caught() {
+    caught_within(NodeBug::SkipSyncCertificate, 200, |v| {
+        matches!(v, Violation::Disagreement { .. } | Violation::NoProgress { .. })
+    });
+}
