@@ -34,7 +34,7 @@ ROOM_ARROWS = {
     "rpc": {"admission", "chain", "notify", "metrics", "config"},
     "run": {"admission", "chain", "config", "consensus", "exec", "metrics", "notify", "rpc"},
     "cli": {"config", "run"},
-    "sim": {"admission", "chain", "config", "consensus", "exec", "metrics", "notify", "run"},
+    "sim": {"admission", "chain", "config", "consensus", "exec", "metrics", "notify", "rpc", "run"},
 }
 
 PATH_RE = re.compile(r"\b(crate|super|self)((?:::(?:super|[A-Za-z_][A-Za-z0-9_]*))*)(::\{)?")

@@ -111,7 +111,9 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
     let mut core = Core::new(core_config, validators, signer).context("consensus config")?;
     let record = match &validator_key {
         Some(_) => {
-            let record = SigningRecord::open(&home.signing_record())?;
+            let path = home.signing_record();
+            let record = SigningRecord::open(&path)
+                .with_context(|| format!("opening the signing record {}", path.display()))?;
             let from = tip.map_or(tally_consensus::Height(1), |t| t.0.next());
             let restored = core.restore_signed(record.from_height(from)?);
             if restored > 0 {

@@ -302,7 +302,7 @@ impl Driver {
         }
     }
 
-    fn wal_failed(&mut self, error: anyhow::Error) {
+    fn wal_failed(&mut self, error: wal::WalError) {
         tracing::error!(error = %format!("{error:#}"), "the consensus log failed; running without it until a restart (a restart then waits out its round)");
         self.metrics.wal_failures.inc();
         self.wal = None;

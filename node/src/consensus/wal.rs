@@ -16,16 +16,20 @@
 //! logged, and everything before it is replayed. A log of another height than the one the
 //! ledger resumes at is stale and ignored.
 //!
+//! Errors ([`WalError`]) name the operation and the file. After a failed write or fsync the
+//! file's end is unknown (a frame may be half written), so the log refuses appends until the
+//! next [`Wal::start_height`], which empties the file; the driver drops the log on any error
+//! anyway and runs without it until a restart.
+//!
 //! Bounded: an entry already in the log of the height (peers re-send their messages every
 //! `rebroadcast_interval_ms`, and gossip forgets duplicates after a few seconds) is not
 //! written again, and past `WAL_BYTES_MAX` nothing more is written for the height (a stall
 //! of many rounds with large proposals; the node then replays what the log holds).
 
-use anyhow::Context as _;
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::io::{self, Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use tally_consensus::{Height, Round, Timeout};
 use tally_ledger::Block;
@@ -38,6 +42,30 @@ const FRAME_HEADER_BYTES: usize = 8;
 pub const FRAME_BYTES_MAX: usize = 256 << 20;
 /// The log of one height stops growing here.
 pub const WAL_BYTES_MAX: u64 = 256 << 20;
+
+/// What went wrong with the log, by operation; the IO error is kept whole.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("cannot open the consensus log {}: {source}", path.display())]
+    Open { path: PathBuf, source: io::Error },
+    #[error("cannot read the consensus log {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cannot cut the torn tail of the consensus log {} at byte {offset}: {source}", path.display())]
+    CutTail { path: PathBuf, offset: u64, source: io::Error },
+    #[error("cannot empty the consensus log {} for height {height}: {source}", path.display())]
+    StartHeight { path: PathBuf, height: Height, source: io::Error },
+    #[error("cannot write to the consensus log {}: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot fsync the consensus log {}: {source}", path.display())]
+    Sync { path: PathBuf, source: io::Error },
+    /// `append` before `start_height`, or after a failed write or fsync.
+    #[error("the consensus log has no height: not started, or a write to it failed")]
+    NoHeight,
+    #[error("a consensus log entry of {bytes} bytes; the limit is {FRAME_BYTES_MAX}")]
+    EntryTooLarge { bytes: usize },
+    #[error("cannot encode a consensus log entry: {0}")]
+    Encode(#[source] io::Error),
+}
 
 /// One record of the log.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -110,28 +138,30 @@ pub enum Appended {
 
 impl Wal {
     /// Opens (or creates) the log, reads what it holds and cuts a bad tail off the file.
-    pub fn open(path: &Path) -> anyhow::Result<(Wal, Recovered)> {
+    pub fn open(path: &Path) -> Result<(Wal, Recovered), WalError> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)
-            .with_context(|| format!("opening the consensus log {}", path.display()))?;
+            .map_err(|source| WalError::Open { path: path.to_path_buf(), source })?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
-            .with_context(|| format!("reading the consensus log {}", path.display()))?;
+            .map_err(|source| WalError::Read { path: path.to_path_buf(), source })?;
         let (recovered, written) = parse_frames(&bytes);
         let len = match &recovered.cut {
             Some(cut) => {
-                file.set_len(cut.offset)
-                    .and_then(|()| file.sync_data())
-                    .with_context(|| format!("cutting the tail of {}", path.display()))?;
-                cut.offset
+                let offset = cut.offset;
+                file.set_len(offset).and_then(|()| file.sync_data()).map_err(|source| {
+                    WalError::CutTail { path: path.to_path_buf(), offset, source }
+                })?;
+                offset
             }
             None => bytes.len() as u64,
         };
-        file.seek(SeekFrom::End(0))?;
+        file.seek(SeekFrom::Start(len))
+            .map_err(|source| WalError::Open { path: path.to_path_buf(), source })?;
         let wal = Wal {
             file,
             path: path.to_path_buf(),
@@ -149,24 +179,30 @@ impl Wal {
 
     /// Makes the log the log of `height`: kept as it is if it already is (a restart resuming
     /// it), else emptied and started with `Height(height)`, fsynced.
-    pub fn start_height(&mut self, height: Height) -> anyhow::Result<()> {
+    pub fn start_height(&mut self, height: Height) -> Result<(), WalError> {
         if self.height == Some(height) {
             return Ok(());
         }
+        let frame = encode_frame(WalEntryRef::Height(height))?;
         self.height = None;
         self.written.clear();
         self.full = false;
         self.len = 0;
-        self.file.set_len(0).context("emptying the consensus log")?;
-        self.file.seek(SeekFrom::Start(0))?;
-        self.write(&encode_frame(WalEntryRef::Height(height))?, true)?;
+        let file = &mut self.file;
+        file.set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .map_err(|source| WalError::StartHeight { path: self.path.clone(), height, source })?;
+        self.write(&frame, true)?;
         self.height = Some(height);
         Ok(())
     }
 
     /// Appends `entry` unless it is already in the log or the log is full; `sync` fsyncs it.
-    pub fn append(&mut self, entry: WalEntryRef<'_>, sync: bool) -> anyhow::Result<Appended> {
-        anyhow::ensure!(self.height.is_some(), "the consensus log has no height yet");
+    /// After a failed write or fsync the log has no height (see the module documentation).
+    pub fn append(&mut self, entry: WalEntryRef<'_>, sync: bool) -> Result<Appended, WalError> {
+        if self.height.is_none() {
+            return Err(WalError::NoHeight);
+        }
         let frame = encode_frame(entry)?;
         let digest = tally_crypto::Hash::digest(&frame[FRAME_HEADER_BYTES..]).0;
         if self.written.contains(&digest) {
@@ -182,29 +218,42 @@ impl Wal {
         Ok(Appended::Written)
     }
 
-    fn write(&mut self, frame: &[u8], sync: bool) -> anyhow::Result<()> {
-        self.file
-            .write_all(frame)
-            .with_context(|| format!("writing to the consensus log {}", self.path.display()))?;
+    /// Writes `frame` at the end, fsynced if `sync`. On failure the log loses its height:
+    /// the file may end in part of the frame.
+    fn write(&mut self, frame: &[u8], sync: bool) -> Result<(), WalError> {
+        if let Err(source) = self.file.write_all(frame) {
+            self.height = None;
+            return Err(WalError::Write { path: self.path.clone(), source });
+        }
         self.len += frame.len() as u64;
         if sync {
-            self.file.sync_data().context("fsyncing the consensus log")?;
+            if let Err(source) = self.file.sync_data() {
+                self.height = None;
+                return Err(WalError::Sync { path: self.path.clone(), source });
+            }
         }
         Ok(())
     }
 }
 
 /// `len || crc || borsh(entry)`.
-pub fn encode_frame(entry: WalEntryRef<'_>) -> anyhow::Result<Vec<u8>> {
+pub fn encode_frame(entry: WalEntryRef<'_>) -> Result<Vec<u8>, WalError> {
     let mut frame = vec![0u8; FRAME_HEADER_BYTES];
-    borsh::to_writer(&mut frame, &entry).context("encoding a consensus log entry")?;
+    borsh::to_writer(&mut frame, &entry).map_err(WalError::Encode)?;
     let payload_len = frame.len() - FRAME_HEADER_BYTES;
-    anyhow::ensure!(payload_len <= FRAME_BYTES_MAX, "a consensus log entry of {payload_len} bytes");
+    let len = frame_len(payload_len)?;
     let crc = crc32fast::hash(&frame[FRAME_HEADER_BYTES..]);
-    let len = u32::try_from(payload_len).context("entry length")?;
     frame[..4].copy_from_slice(&len.to_le_bytes());
     frame[4..8].copy_from_slice(&crc.to_le_bytes());
     Ok(frame)
+}
+
+/// The length field of a frame whose payload is `payload_len` bytes.
+fn frame_len(payload_len: usize) -> Result<u32, WalError> {
+    match u32::try_from(payload_len) {
+        Ok(len) if payload_len <= FRAME_BYTES_MAX => Ok(len),
+        _ => Err(WalError::EntryTooLarge { bytes: payload_len }),
+    }
 }
 
 /// Reads frames until the end or the first bad one.
@@ -420,6 +469,54 @@ mod tests {
         assert_eq!(Wal::open(&path).expect("reopen").1.entries, vec![timeout(0), timeout(1)]);
         wal.start_height(Height(8)).expect("next height");
         assert_eq!(wal.append(by_ref(&timeout(1)), false).expect("append"), Appended::Written);
+    }
+
+    #[test]
+    fn opening_a_directory_is_an_open_error_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = Wal::open(dir.path()).err().expect("a directory is not a log");
+        assert!(matches!(&e, WalError::Open { path, .. } if path == dir.path()), "{e}");
+        assert!(e.to_string().contains(&dir.path().display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn an_entry_longer_than_a_frame_allows_is_refused() {
+        assert_eq!(frame_len(FRAME_BYTES_MAX).expect("the largest frame"), FRAME_BYTES_MAX as u32);
+        let e = frame_len(FRAME_BYTES_MAX + 1).expect_err("too large");
+        assert!(matches!(e, WalError::EntryTooLarge { bytes } if bytes == FRAME_BYTES_MAX + 1));
+    }
+
+    #[test]
+    fn appending_before_a_height_is_no_height() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut wal, _) = Wal::open(&dir.path().join("consensus.wal")).expect("open");
+        let e = wal.append(by_ref(&timeout(0)), false).expect_err("no height yet");
+        assert!(matches!(e, WalError::NoHeight), "{e}");
+    }
+
+    /// A handle that cannot write (as after the disk went read-only): an append is a write
+    /// error, the log then refuses appends (its end is unknown) until a new height empties
+    /// it, and a new height on that handle is a start-height error. With a working handle
+    /// again the log starts over, well-formed.
+    #[test]
+    fn write_failures_are_typed_and_stop_appends_until_a_new_height() {
+        let (_dir, path, _) = written(&[timeout(0)]);
+        let (mut wal, _) = Wal::open(&path).expect("open");
+        wal.file = File::open(&path).expect("a read-only handle");
+        let e = wal.append(by_ref(&timeout(1)), true).expect_err("read-only");
+        assert!(matches!(&e, WalError::Write { path: p, .. } if *p == path), "{e}");
+        assert_eq!(wal.height(), None);
+        let e = wal.append(by_ref(&timeout(2)), false).expect_err("after a failed write");
+        assert!(matches!(e, WalError::NoHeight), "{e}");
+        let e = wal.start_height(Height(8)).expect_err("cannot empty a read-only handle");
+        assert!(matches!(e, WalError::StartHeight { height: Height(8), .. }), "{e}");
+
+        wal.file = OpenOptions::new().read(true).write(true).open(&path).expect("writable");
+        wal.start_height(Height(8)).expect("start");
+        assert_eq!(wal.append(by_ref(&timeout(3)), true).expect("append"), Appended::Written);
+        let (_, recovered) = Wal::open(&path).expect("reopen");
+        assert_eq!((recovered.height, recovered.entries), (Some(Height(8)), vec![timeout(3)]));
+        assert_eq!(recovered.cut, None);
     }
 
     #[test]

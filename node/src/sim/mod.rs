@@ -333,6 +333,9 @@ impl World {
             if self.height_at_gst.is_empty() && now >= self.p.gst_ms + 2_000 {
                 self.height_at_gst = (0..self.p.n()).map(|i| self.tip(i)).collect();
             }
+            if now == self.p.gst_ms {
+                self.disarm_faults();
+            }
             self.crashes(now);
             for i in 0..self.nodes.len() {
                 self.watch(i, now);
@@ -414,7 +417,7 @@ impl World {
             exec,
         )
         .expect("rooms");
-        let record = match SigningRecord::open(&node.dir.path().join("record.redb")) {
+        let record = match SigningRecord::open_with_backend(node.record_disk.disk()) {
             Ok(r) => r,
             Err(e) => {
                 self.oracle.fail(Violation::ReopenFailed {
@@ -435,6 +438,10 @@ impl World {
         let from = Height(tip + 1);
         match record.from_height(from) {
             Ok(signed) => {
+                let signed: Vec<SignedMessage> = signed.into_iter().collect();
+                if node.role.is_honest() {
+                    self.oracle.on_restart(i, from, &signed);
+                }
                 core.restore_signed(signed);
             }
             Err(e) => {
@@ -518,6 +525,9 @@ impl World {
     /// Takes node `i` down: its tasks stop where they are, its disks lose what was not
     /// durable (torn as `bits` says), and its peers see it go.
     fn take_down(&mut self, i: usize, bits: u64, lose_wal: bool) {
+        // What the node handed its network before it went has left the host.
+        let now = self.now();
+        self.take_commands(i, now);
         let Some(running) = self.nodes[i].running.take() else { return };
         let applied = running.rooms.chain.tip_height().map_or(0, |h| h.0);
         running.driver.abort();
@@ -537,6 +547,19 @@ impl World {
         for k in 0..self.nodes.len() {
             if let Some(r) = self.nodes[k].running.as_mut() {
                 let _ = r.port.peer_disconnected(me);
+            }
+        }
+    }
+
+    /// At GST every honest node is up and stays up: disk faults not yet triggered are off.
+    fn disarm_faults(&mut self) {
+        for node in &mut self.nodes {
+            for disk in [&node.ledger_disk, &node.record_disk] {
+                disk.crash_after(u64::MAX, 0);
+                disk.fail_sync_after(u64::MAX);
+            }
+            if let Some(r) = node.running.as_mut() {
+                r.fault_armed = false;
             }
         }
     }
@@ -728,7 +751,7 @@ impl World {
     fn publish_consensus(&mut self, i: usize, now: u64, msg: ConsensusMsg) {
         let n = self.nodes.len();
         let Some(actor) = self.nodes[i].actor.as_mut() else {
-            self.oracle.on_honest_publish(&msg);
+            self.oracle.on_honest_publish(i, &msg);
             self.gossip(i, now, &msg, None);
             return;
         };

@@ -2,6 +2,7 @@
 //! properties a ledger promises its users, not from the node's code.
 
 use std::collections::BTreeMap;
+use tally_consensus::SignedMessage;
 use tally_consensus::{BlockHash, Height};
 use tally_ledger::TxHash;
 use tally_network::ConsensusMsg;
@@ -29,6 +30,8 @@ pub enum Violation {
     TipWentBack { node: usize, before: u64, after: u64 },
     #[error("honest node {node} stopped: {error}")]
     NodeFailed { node: usize, error: String },
+    #[error("honest node {node} sent its {step} of height {height} round {round}, but its signing record did not hold it after a crash")]
+    SentNotRecorded { node: usize, height: u64, round: u32, step: &'static str },
 }
 
 /// (validator, height, round, step) -> what was signed there.
@@ -37,6 +40,9 @@ type SignKey = (u32, u64, u32, &'static str);
 #[derive(Default)]
 pub struct Oracle {
     signed: BTreeMap<SignKey, (Option<BlockHash>, Option<u32>)>,
+    /// What each honest node sent, by node: it must be in its signing record after any
+    /// crash (persisted before sent).
+    sent: BTreeMap<(usize, SignKey), (Option<BlockHash>, Option<u32>)>,
     /// Acknowledged transfers: hash -> (height, index).
     pub acked: BTreeMap<TxHash, (Height, u32)>,
     pub violations: Vec<Violation>,
@@ -47,25 +53,16 @@ impl Oracle {
         self.violations.push(v);
     }
 
-    /// A consensus message an honest node published (its own, or re-sent).
-    pub fn on_honest_publish(&mut self, msg: &ConsensusMsg) {
-        let (key, value) = match msg {
-            ConsensusMsg::Vote(v) => {
-                let step = match v.vote.vote_type {
-                    tally_consensus::VoteType::Prevote => "prevote",
-                    tally_consensus::VoteType::Precommit => "precommit",
-                };
-                let key = (v.vote.validator.0, v.vote.height.0, v.vote.round.0, step);
-                (key, (v.vote.block_hash, None))
-            }
+    /// A consensus message honest node `node` published (its own, or re-sent).
+    pub fn on_honest_publish(&mut self, node: usize, msg: &ConsensusMsg) {
+        let signed = match msg {
+            ConsensusMsg::Vote(v) => SignedMessage::Vote(v.clone()),
             ConsensusMsg::CompactProposal { proposal, .. }
-            | ConsensusMsg::Proposal { proposal, .. } => {
-                let p = &proposal.proposal;
-                let key = (u32::MAX, p.height.0, p.round.0, "proposal");
-                (key, (Some(p.block_hash), p.pol_round.map(|r| r.0)))
-            }
+            | ConsensusMsg::Proposal { proposal, .. } => SignedMessage::Proposal(proposal.clone()),
             ConsensusMsg::Certificate { .. } => return,
         };
+        let (key, value) = key_of(&signed);
+        self.sent.insert((node, key), value);
         match self.signed.get(&key) {
             Some(before) if *before != value => self.fail(Violation::DoubleSign {
                 validator: key.0,
@@ -77,6 +74,49 @@ impl Oracle {
             None => {
                 self.signed.insert(key, value);
             }
+        }
+    }
+}
+
+type Value = (Option<BlockHash>, Option<u32>);
+
+fn key_of(message: &SignedMessage) -> (SignKey, Value) {
+    match message {
+        SignedMessage::Vote(v) => {
+            let step = match v.vote.vote_type {
+                tally_consensus::VoteType::Prevote => "prevote",
+                tally_consensus::VoteType::Precommit => "precommit",
+            };
+            let key = (v.vote.validator.0, v.vote.height.0, v.vote.round.0, step);
+            (key, (v.vote.block_hash, None))
+        }
+        SignedMessage::Proposal(proposal) => {
+            let p = &proposal.proposal;
+            let key = (u32::MAX, p.height.0, p.round.0, "proposal");
+            (key, (Some(p.block_hash), p.pol_round.map(|r| r.0)))
+        }
+    }
+}
+
+impl Oracle {
+    /// After a crash: everything honest node `node` sent at `from` or above must be in the
+    /// signing record it restarts from (`recorded`).
+    pub fn on_restart(&mut self, node: usize, from: Height, recorded: &[SignedMessage]) {
+        let recorded: std::collections::BTreeSet<(SignKey, Value)> =
+            recorded.iter().map(key_of).collect();
+        let missing: Vec<SignKey> = self
+            .sent
+            .range((node, (0, from.0, 0, ""))..(node + 1, (0, 0, 0, "")))
+            .filter(|((_, key), value)| key.1 >= from.0 && !recorded.contains(&(*key, **value)))
+            .map(|((_, key), _)| *key)
+            .collect();
+        for key in missing {
+            self.fail(Violation::SentNotRecorded {
+                node,
+                height: key.1,
+                round: key.2,
+                step: key.3,
+            });
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Everything one run of the node simulator varies, drawn from its seed: the validators (4
-//! to 7) and their Byzantine roles (at most f), the network (latency, jitter, loss,
+//! to 7) and their Byzantine roles (at most f, on distinct validators), the network (latency, jitter, loss,
 //! duplication, partitions that heal at GST), the crashes (power cuts, cuts inside a disk
 //! write, failed fsyncs), a lying peer, the clients and the disk's latency.
 
@@ -82,12 +82,15 @@ impl SimParams {
     /// Draws every parameter from `seed`.
     pub fn draw(seed: u64, bug: Option<NodeBug>) -> SimParams {
         let mut rng = SimRng::new(seed ^ 0x7a11_7a11_0de5_1a4e);
-        let n = rng.range(4, 8) as usize;
+        // SimRng::range is inclusive.
+        let n = rng.range(4, 7) as usize;
         let f = (n - 1) / 3;
         let mut roles = vec![Role::Honest; n];
-        let byzantine = if rng.chance(40) { rng.range(1, f as u64 + 1) as usize } else { 0 };
-        for _ in 0..byzantine {
-            let i = rng.index(n);
+        let byzantine = if rng.chance(40) { rng.range(1, f as u64) as usize } else { 0 };
+        for k in 0..byzantine {
+            // Distinct validators: the k-th Byzantine one is among the first n - k honest.
+            let honest_now: Vec<usize> = (0..n).filter(|&i| roles[i].is_honest()).collect();
+            let i = honest_now[rng.index(n - k)];
             let kinds = [
                 Role::Equivocator,
                 Role::DoubleProposer,
@@ -98,18 +101,18 @@ impl SimParams {
             ];
             roles[i] = kinds[rng.index(kinds.len())];
         }
-        let gst_ms = rng.range(1_500, 5_000);
-        let end_ms = gst_ms + 8_000;
+        let gst_ms = rng.range(1_000, 3_000);
+        let end_ms = gst_ms + 5_000;
         let honest: Vec<usize> = (0..n).filter(|&i| roles[i].is_honest()).collect();
         let mut partitions = Vec::new();
-        for _ in 0..rng.range(0, 3) {
+        for _ in 0..rng.range(0, 2) {
             let start_ms = rng.range(0, gst_ms);
             let end_ms = rng.range(start_ms, gst_ms + 1);
             let side = (0..n).map(|_| rng.chance(50)).collect();
             partitions.push(Partition { start_ms, end_ms, side });
         }
         let mut crashes = Vec::new();
-        for _ in 0..rng.range(0, 4) {
+        for _ in 0..rng.range(0, 3) {
             let node = honest[rng.index(honest.len())];
             let at_ms = rng.range(200, gst_ms.saturating_sub(500).max(300));
             let down_ms = rng.range(50, 1_500);
@@ -123,7 +126,7 @@ impl SimParams {
         }
         // A node crashes once at a time: a second crash waits for the first restart.
         crashes.sort_by_key(|c| c.at_ms);
-        let clients = rng.range(1, 6) as usize;
+        let clients = rng.range(1, 5) as usize;
         let lo = rng.range(5, 60);
         SimParams {
             seed,
