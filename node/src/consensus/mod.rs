@@ -268,6 +268,11 @@ impl Driver {
     async fn start_height(&mut self, height: Height) -> anyhow::Result<()> {
         // Nothing is signed at a height while the block before it could still be lost.
         self.settle().await?;
+        assert!(self.writing.is_none(), "height {height} starts while a block is being written");
+        assert!(
+            self.chain.tip_height().map_or(0, |h| h.0) + 1 >= height.0,
+            "height {height} starts above the tip's next height"
+        );
         if let Some(wal) = self.wal.as_mut() {
             if let Err(e) = wal.start_height(height) {
                 self.wal_failed(e);

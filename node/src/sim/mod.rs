@@ -133,6 +133,10 @@ const CLIENT_BALANCE: u64 = 1_000_000_000;
 /// How long a client waits for its transfer to commit before it asks again.
 const CLIENT_WAIT_MS: u64 = 4_000;
 const SYNC_TIMEOUT_MS: u64 = 1_000;
+/// The liveness check takes each honest node's height this long after GST (every honest
+/// node is up by GST, and restarted ones catch up by block sync), and wants a higher one at
+/// the end of the run.
+const LIVENESS_AFTER_GST_MS: u64 = 1_000;
 
 /// One simulated node: its identity and disks, which outlive its process.
 struct Node {
@@ -231,12 +235,13 @@ impl World {
             .collect();
         let params = ConsensusParams {
             timeouts: TimeoutParams {
-                propose_base_ms: 400,
-                propose_delta_ms: 100,
-                prevote_base_ms: 150,
-                prevote_delta_ms: 50,
-                precommit_base_ms: 150,
-                precommit_delta_ms: 50,
+                // Links take at most 40 ms: a round lasts 400 ms + 100 ms per round.
+                propose_base_ms: 200,
+                propose_delta_ms: 50,
+                prevote_base_ms: 100,
+                prevote_delta_ms: 25,
+                precommit_base_ms: 100,
+                precommit_delta_ms: 25,
             },
             ..ConsensusParams::default()
         };
@@ -330,7 +335,7 @@ impl World {
             if now >= self.p.end_ms {
                 break;
             }
-            if self.height_at_gst.is_empty() && now >= self.p.gst_ms + 2_000 {
+            if self.height_at_gst.is_empty() && now >= self.p.gst_ms + LIVENESS_AFTER_GST_MS {
                 self.height_at_gst = (0..self.p.n()).map(|i| self.tip(i)).collect();
             }
             if now == self.p.gst_ms {
@@ -1005,7 +1010,7 @@ impl World {
             let before = self.height_at_gst.get(i).copied().flatten();
             let after = self.tip(i);
             match (before, after) {
-                (Some(b), Some(a)) if a >= b + 2 => {}
+                (Some(b), Some(a)) if a > b => {}
                 _ => self.oracle.fail(Violation::NoProgress {
                     node: i,
                     from: before.unwrap_or(0),

@@ -102,7 +102,7 @@ impl SimParams {
             roles[i] = kinds[rng.index(kinds.len())];
         }
         let gst_ms = rng.range(1_000, 3_000);
-        let end_ms = gst_ms + 5_000;
+        let end_ms = gst_ms + 6_000;
         let honest: Vec<usize> = (0..n).filter(|&i| roles[i].is_honest()).collect();
         let mut partitions = Vec::new();
         for _ in 0..rng.range(0, 2) {
