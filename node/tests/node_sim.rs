@@ -35,11 +35,12 @@ fn seeds_hold_every_property() {
     assert!(heights > 0 && acked > 0, "the runs committed nothing");
 }
 
-/// Seeds that once failed, kept: 64 (more Byzantine validators than f were drawn) and 1565
-/// (a liveness bound shorter than the rounds an equivocator and two crashes cost).
+/// Seeds that once failed, kept: 64 (more Byzantine validators than f were drawn), 1565
+/// (a liveness bound shorter than the rounds an equivocator and two crashes cost) and 804
+/// (a disk fault armed before GST struck in the instant GST fell between two ticks).
 #[test]
 fn seeds_that_once_failed_hold() {
-    for seed in [64, 1565] {
+    for seed in [64, 804, 1565] {
         if let Err(failure) = run_seed(seed, None) {
             panic!("{failure}");
         }

@@ -208,6 +208,8 @@ struct World {
     height_at_gst: Vec<Option<u64>>,
     /// Processes that went down, kept until the run ends (see `run`).
     graveyard: Vec<Running>,
+    /// Disk faults not yet struck were turned off at GST.
+    disarmed: bool,
 }
 
 fn peer_of(label: &str) -> PeerId {
@@ -314,6 +316,7 @@ impl World {
             next_crash: 0,
             height_at_gst: Vec::new(),
             graveyard: Vec::new(),
+            disarmed: false,
             p,
         }
     }
@@ -338,7 +341,8 @@ impl World {
             if self.height_at_gst.is_empty() && now >= self.p.gst_ms + LIVENESS_AFTER_GST_MS {
                 self.height_at_gst = (0..self.p.n()).map(|i| self.tip(i)).collect();
             }
-            if now == self.p.gst_ms {
+            if !self.disarmed && now >= self.p.gst_ms {
+                self.disarmed = true;
                 self.disarm_faults();
             }
             self.crashes(now);
@@ -618,11 +622,20 @@ impl World {
     /// A node whose driver stopped: after an armed disk fault that is the crash; otherwise
     /// an honest node must never stop.
     fn watch(&mut self, i: usize, now: u64) {
-        let Some(running) = self.nodes[i].running.as_ref() else { return };
+        let Some(running) = self.nodes[i].running.as_mut() else { return };
         if !running.driver.is_finished() {
             return;
         }
-        let armed = running.fault_armed;
+        let outcome = match futures::FutureExt::now_or_never(&mut running.driver) {
+            Some(Ok(Ok(()))) => "the driver returned".to_string(),
+            Some(Ok(Err(e))) => format!("{e:#}"),
+            Some(Err(e)) => format!("the driver task failed: {e}"),
+            None => "the driver ended".to_string(),
+        };
+        // A fault armed before GST may strike in the instant before it is disarmed: what
+        // the simulated disk injected is a disk fault whenever it strikes.
+        let injected = ["simulated power cut", "injected fsync failure"];
+        let armed = running.fault_armed || injected.iter().any(|m| outcome.contains(m));
         let lose_wal = self.rng.chance(50);
         let bits = self.rng.next_u64();
         self.take_down(i, bits, lose_wal);
@@ -633,7 +646,7 @@ impl World {
         } else if node.role.is_honest() {
             self.oracle.fail(Violation::NodeFailed {
                 node: i,
-                error: "the driver stopped without a disk fault".into(),
+                error: format!("without a disk fault: {outcome}"),
             });
         }
     }

@@ -4,6 +4,7 @@
 //! write, failed fsyncs), a lying peer, the clients and the disk's latency.
 
 use crate::consensus::NodeBug;
+pub use tally_consensus::sim::params::Partition;
 use tally_consensus::sim::{Role, SimRng};
 
 /// How a node goes down.
@@ -29,14 +30,6 @@ pub struct Crash {
     /// The consensus log is lost with the crash (its unsynced tail, here all of it): it
     /// saves time, never safety, so nothing may depend on it.
     pub lose_wal: bool,
-}
-
-/// Between `start_ms` and `end_ms`, messages between the two sides are lost.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Partition {
-    pub start_ms: u64,
-    pub end_ms: u64,
-    pub side: Vec<bool>,
 }
 
 /// The whole configuration of one run.
