@@ -158,8 +158,8 @@ def find_cycle(graph):
     return None
 
 
-def check_crate(crate):
-    src = ROOT / crate / "src"
+def check_crate(crate, root=None):
+    src = (root or ROOT) / crate / "src"
     files = module_files(src)
     modules = set(files.values())
     # edges[parent][a] = set of sibling b that a names (a, b: child names under parent)
@@ -174,7 +174,7 @@ def check_crate(crate):
                 continue  # names an ancestor, itself, or a descendant
             parent, a, b = here[:common], here[common], t[common]
             edges.setdefault(parent, {}).setdefault(a, set()).add(b)
-            where.setdefault((parent, a, b), f.relative_to(ROOT))
+            where.setdefault((parent, a, b), f.relative_to(root or ROOT))
     errors = []
     for parent, graph in sorted(edges.items()):
         cycle = find_cycle(graph)
@@ -198,7 +198,41 @@ def check_crate(crate):
     return errors
 
 
+def self_test():
+    """The checker must fail where it should: a planted circle and a forbidden arrow."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        files = {
+            "node/src/lib.rs": "pub mod chain;\npub mod rpc;\npub mod a;\n",
+            "node/src/chain/mod.rs": "use crate::rpc::Thing;\n",  # forbidden arrow
+            "node/src/rpc/mod.rs": "use crate::chain::Other;\n",
+            "node/src/a/mod.rs": "mod x;\nmod y;\n",
+            "node/src/a/x.rs": "use super::y::Y;\n",  # x -> y -> x: a circle
+            "node/src/a/y.rs": "use super::{x::X, self};\n",
+        }
+        for name, text in files.items():
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        errors = check_crate("node", root)
+    expected = [
+        "import circle under a: x",
+        "import circle under crate root: chain",
+        "room chain may not name rpc",
+    ]
+    missing = [e for e in expected if not any(e in line for line in errors)]
+    if missing:
+        print("self-test: the checker missed", missing, "in", errors)
+        sys.exit(1)
+    print(f"imports: self-test caught {len(errors)} planted violations")
+
+
 def main():
+    if "--self-test" in sys.argv:
+        self_test()
+        return
     errors = []
     for crate in CRATES:
         errors += check_crate(crate)
