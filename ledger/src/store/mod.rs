@@ -132,7 +132,7 @@ const REDB_MAGIC_BYTES: u64 = 9;
 /// Whether a file of `len` bytes that starts with `head` (its first bytes, up to
 /// [`REDB_MAGIC_BYTES`]) was left by a crash while redb created it: not empty, and no magic
 /// number yet (see the module documentation).
-fn creation_interrupted(len: u64, head: &[u8]) -> bool {
+pub fn creation_interrupted(len: u64, head: &[u8]) -> bool {
     len > 0 && head.iter().all(|&b| b == 0)
 }
 

@@ -35,6 +35,16 @@ pub enum SigningRecordError {
     Undecodable { height: u64, round: u32, step: u8, source: std::io::Error },
     #[error("cannot encode a signed message: {0}")]
     Encode(#[source] std::io::Error),
+    /// The file starts with zeros: a crash cut its creation short (on a first start), or
+    /// its first page is damaged. Which, only the operator can tell, so nothing is emptied
+    /// by itself: a damaged record would silently lose what keeps this validator from
+    /// signing twice.
+    #[error(
+        "the signing record {0} has no redb header (a crash during this validator's first \
+         start, or a damaged file): if this validator has never signed anything, delete the \
+         file and start again; otherwise restore it from a backup"
+    )]
+    NoHeader(String),
 }
 
 /// Wraps any redb error (each call returns its own type) in `wrap`.
@@ -81,11 +91,15 @@ pub enum Persisted {
 }
 
 impl SigningRecord {
-    /// Opens the record at `path`, creating it if it does not exist (or if a crash cut its
-    /// creation short: nothing can have been recorded in it then).
+    /// Opens the record at `path`, creating it if it does not exist. A file without a redb
+    /// header is refused ([`SigningRecordError::NoHeader`]), never emptied.
     pub fn open(path: &Path) -> Result<SigningRecord, SigningRecordError> {
-        tally_ledger::store::redo_interrupted_creation(path)
-            .map_err(|e| SigningRecordError::Open(e.into()))?;
+        if let Ok(bytes) = std::fs::read(path) {
+            let head = &bytes[..bytes.len().min(16)];
+            if tally_ledger::store::creation_interrupted(bytes.len() as u64, head) {
+                return Err(SigningRecordError::NoHeader(path.display().to_string()));
+            }
+        }
         SigningRecord::init(Database::create(path).map_err(wrap_db(SigningRecordError::Open))?)
     }
 
@@ -94,8 +108,13 @@ impl SigningRecord {
     pub fn open_with_backend(
         backend: impl StorageBackend,
     ) -> Result<SigningRecord, SigningRecordError> {
-        tally_ledger::store::redo_interrupted_creation_on(&backend)
+        let len = backend.len().map_err(|e| SigningRecordError::Open(e.into()))?;
+        let head = backend
+            .read(0, usize::try_from(len.min(16)).unwrap_or(0))
             .map_err(|e| SigningRecordError::Open(e.into()))?;
+        if tally_ledger::store::creation_interrupted(len, &head) {
+            return Err(SigningRecordError::NoHeader("(storage backend)".into()));
+        }
         let db = Database::builder()
             .create_with_backend(backend)
             .map_err(wrap_db(SigningRecordError::Open))?;
@@ -309,14 +328,21 @@ mod tests {
     }
 
     #[test]
-    fn a_file_that_is_not_a_record_is_an_open_error_and_a_cut_creation_is_redone() {
+    fn a_file_that_is_not_a_record_is_an_open_error_and_one_without_a_header_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("signing-record.redb");
         std::fs::write(&path, b"something else").expect("write");
         let e = SigningRecord::open(&path).err().expect("refused");
         assert!(matches!(e, SigningRecordError::Open(_)), "{e}");
+        // A cut creation and a zeroed first page look alike: refused, never emptied (an
+        // emptied record would let this validator sign twice).
         std::fs::write(&path, vec![0; 4096]).expect("write");
-        SigningRecord::open(&path).expect("an interrupted creation is created again");
+        let e = SigningRecord::open(&path).err().expect("refused");
+        assert!(matches!(e, SigningRecordError::NoHeader(_)), "{e}");
+        assert_eq!(std::fs::read(&path).expect("read").len(), 4096, "the file is left alone");
+        let image = DiskImage::from_bytes(vec![0; 4096]);
+        let e = SigningRecord::open_with_backend(image.disk()).err().expect("refused");
+        assert!(matches!(e, SigningRecordError::NoHeader(_)), "{e}");
     }
 
     #[test]
