@@ -105,7 +105,7 @@ pub struct MempoolConfig {
     pub txs_max: usize,
     /// Pending transactions kept before transactions submitted over RPC are refused
     /// ("mempool is full"); the room above it, up to `txs_max`, is for transactions gossiped
-    /// by peers, which their proposals will carry (see `Shared::claim_room`). Unset: half of
+    /// by peers, which their proposals will carry (see `Chain::claim_room`). Unset: half of
     /// `txs_max`. Under overload, clients are then pushed back before peers' txs are
     /// dropped: a dropped tx leaves a nonce gap, its sender's later txs cannot be admitted
     /// either, and the proposals carrying them must be fetched and verified when they come,

@@ -119,9 +119,10 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> ErrorObjectOwned {
 fn submit_err(e: SubmitError) -> ErrorObjectOwned {
     let code = match e {
         SubmitError::Encoding(_) | SubmitError::Decode(_) => codes::INVALID_PARAMS,
-        SubmitError::Syncing | SubmitError::TooManyWaiters(_) | SubmitError::ShuttingDown => {
-            codes::UNAVAILABLE
-        }
+        SubmitError::Syncing
+        | SubmitError::TooManyWaiters(_)
+        | SubmitError::TooManyAsync(_)
+        | SubmitError::ShuttingDown => codes::UNAVAILABLE,
         _ => codes::TX_REJECTED,
     };
     ErrorObjectOwned::owned(code, e.to_string(), Some(json!({ "reason": e.reason() })))
