@@ -547,7 +547,7 @@ impl World {
         node.applied_before_crash = node.applied_before_crash.max(applied);
         node.ledger_disk.crash(bits);
         node.record_disk.crash(bits.rotate_left(17));
-        if lose_wal {
+        if lose_wal && std::env::var_os("SIM_KEEP_WAL").is_none() {
             let _ = std::fs::remove_file(node.dir.path().join("consensus.wal"));
         }
         self.graveyard.push(running);
