@@ -105,8 +105,6 @@ pub struct Proposed {
 /// A block judged by [`Chain::judge_block`].
 pub struct Judged {
     pub outcome: ExecutionOutcome,
-    /// Some of its txs were not in the mempool (they were fetched for it).
-    pub fetched: bool,
 }
 
 /// The ledger and the mempool, with the lock order kept inside.
@@ -325,7 +323,7 @@ impl Chain {
         if fetched {
             self.adopt_block_txs(&block.txs, &outcome.tx_hashes);
         }
-        Ok(Judged { outcome, fetched })
+        Ok(Judged { outcome })
     }
 
     /// valid(v) for a block from block sync (its txs were never in this mempool).

@@ -731,7 +731,7 @@ impl World {
                 SimCommand::Publish { .. } => {}
                 SimCommand::Request { peer, request, reply } => {
                     if self.p.liar && peer == self.liar {
-                        self.answer_as_liar(now, request, reply);
+                        self.answer_as_liar(request, reply);
                         continue;
                     }
                     let target = self.nodes.iter().position(|n| n.peer == peer);
@@ -799,12 +799,7 @@ impl World {
 
     /// The liar: forged blocks for block sync (the same txs and state, another time, so
     /// another hash; the certificate names the forged hash and so does not verify).
-    fn answer_as_liar(
-        &mut self,
-        now: u64,
-        request: SyncRequest,
-        reply: tally_network::sim::SimReply,
-    ) {
+    fn answer_as_liar(&mut self, request: SyncRequest, reply: tally_network::sim::SimReply) {
         let SyncRequest::Blocks { from, count } = request else {
             reply.busy();
             return;
@@ -826,7 +821,6 @@ impl World {
         }
         self.report.forged_served += blocks.len() as u64;
         let at = self.latency();
-        let _ = now;
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(at)).await;
             reply.answer(Some(SyncResponse::Blocks(blocks)));
