@@ -108,23 +108,28 @@ impl Ledger {
         genesis: Genesis,
         cache_bytes: usize,
     ) -> Result<Ledger, LedgerOpenError> {
-        Ledger::open_store(genesis, &index_dir(path), || Store::open_with_cache(path, cache_bytes))
+        Ledger::open_store(
+            genesis,
+            || TxIndex::open(&index_dir(path)),
+            || Store::open_with_cache(path, cache_bytes),
+        )
     }
 
     /// [`Ledger::open`] with the store on a redb storage backend instead of a file (in the
-    /// simulator, a [`crate::SimDisk`]). The tx index stays in a directory: `index_dir`.
+    /// simulator, a [`crate::SimDisk`]) and the tx index given: [`TxIndex::open`] on a
+    /// directory, or [`TxIndex::in_memory`].
     pub fn open_with_backend(
         backend: impl redb::StorageBackend,
-        index_dir: &Path,
+        tx_index: TxIndex,
         genesis: Genesis,
     ) -> Result<Ledger, LedgerOpenError> {
-        Ledger::open_store(genesis, index_dir, || Store::open_with_backend(backend))
+        Ledger::open_store(genesis, || Ok(tx_index), || Store::open_with_backend(backend))
     }
 
-    /// Checks `genesis`, then opens the store with `open` and the tx index in `index_dir`.
+    /// Checks `genesis`, then opens the store with `open` and the tx index with `open_index`.
     fn open_store(
         genesis: Genesis,
-        index_dir: &Path,
+        open_index: impl FnOnce() -> Result<TxIndex, TxIndexError>,
         open: impl FnOnce() -> Result<Store, OpenError>,
     ) -> Result<Ledger, LedgerOpenError> {
         genesis.validate()?;
@@ -156,7 +161,7 @@ impl Ledger {
                 rebuilt: state.root(),
             });
         }
-        let (tx_index, indexed) = TxIndex::open(index_dir)?.catch_up(&store)?;
+        let (tx_index, indexed) = open_index()?.catch_up(&store)?;
         if indexed > 0 {
             tracing::info!(blocks = indexed, "indexed the txs of blocks the tx index had missed");
         }

@@ -20,7 +20,9 @@ use crate::block::Block;
 use crate::store::{decode_tip, encode_tip, ReadError, Store};
 use crate::tx::TxHash;
 use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use tally_consensus::{BlockHash, Height};
 
 /// The journal and memtable bound: what is written before a flush to a sorted file.
@@ -49,16 +51,36 @@ pub enum TxIndexError {
 
 /// The tx index of one ledger. `Send + Sync`; every method takes `&self`.
 pub struct TxIndex {
-    /// Dropped before the directory is removed by [`TxIndex::reset`].
-    keyspace: Keyspace,
-    txs: PartitionHandle,
-    meta: PartitionHandle,
-    dir: PathBuf,
+    inner: Inner,
+}
+
+enum Inner {
+    /// The node's index: an LSM tree in a directory.
+    Lsm {
+        /// Dropped before the directory is removed by [`TxIndex::reset`].
+        keyspace: Keyspace,
+        txs: PartitionHandle,
+        meta: PartitionHandle,
+        dir: PathBuf,
+    },
+    /// For the simulator: the same contract in memory, lost with the process (the crash
+    /// an index must survive anyway: it is rebuilt from the store when the ledger opens).
+    /// No files and no background threads, so a simulated node starts and stops cheaply.
+    Memory(Mutex<MemoryIndex>),
+}
+
+#[derive(Default)]
+struct MemoryIndex {
+    txs: HashMap<TxHash, (Height, u32)>,
+    marker: Option<(Height, BlockHash)>,
 }
 
 impl std::fmt::Debug for TxIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TxIndex").field("dir", &self.dir).finish()
+        match &self.inner {
+            Inner::Lsm { dir, .. } => f.debug_struct("TxIndex").field("dir", dir).finish(),
+            Inner::Memory(_) => f.debug_struct("TxIndex").field("dir", &"(memory)").finish(),
+        }
     }
 }
 
@@ -86,12 +108,27 @@ impl TxIndex {
             .max_memtable_size(WRITE_BUFFER_BYTES as u32);
         let txs = keyspace.open_partition("txs", options.clone())?;
         let meta = keyspace.open_partition("meta", options)?;
-        Ok(TxIndex { keyspace, txs, meta, dir: dir.to_path_buf() })
+        Ok(TxIndex { inner: Inner::Lsm { keyspace, txs, meta, dir: dir.to_path_buf() } })
+    }
+
+    /// An empty index in memory (for the simulator): the contract of [`TxIndex::open`]
+    /// without the files, empty again at each start.
+    pub fn in_memory() -> TxIndex {
+        TxIndex { inner: Inner::Memory(Mutex::new(MemoryIndex::default())) }
+    }
+
+    fn memory(index: &Mutex<MemoryIndex>) -> MutexGuard<'_, MemoryIndex> {
+        // The map is updated in one statement per entry; a panic elsewhere leaves it whole.
+        index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The last block indexed, if any.
     pub fn marker(&self) -> Result<Option<(Height, BlockHash)>, TxIndexError> {
-        let Some(value) = self.meta.get(MARKER)? else { return Ok(None) };
+        let meta = match &self.inner {
+            Inner::Lsm { meta, .. } => meta,
+            Inner::Memory(index) => return Ok(TxIndex::memory(index).marker),
+        };
+        let Some(value) = meta.get(MARKER)? else { return Ok(None) };
         let marker = decode_tip(&value).map_err(|e| TxIndexError::Corrupt(e.to_string()))?;
         Ok(Some(marker))
     }
@@ -104,7 +141,19 @@ impl TxIndex {
         block_hash: &BlockHash,
         tx_hashes: &[TxHash],
     ) -> Result<(), TxIndexError> {
-        let mut batch = fjall::Batch::with_capacity(self.keyspace.clone(), tx_hashes.len() + 1);
+        let (keyspace, txs, meta) = match &self.inner {
+            Inner::Lsm { keyspace, txs, meta, .. } => (keyspace, txs, meta),
+            Inner::Memory(index) => {
+                let mut index = TxIndex::memory(index);
+                for (position, hash) in tx_hashes.iter().enumerate() {
+                    let position = u32::try_from(position).expect("a block's tx count is a u32");
+                    index.txs.insert(*hash, (height, position));
+                }
+                index.marker = Some((height, *block_hash));
+                return Ok(());
+            }
+        };
+        let mut batch = fjall::Batch::with_capacity(keyspace.clone(), tx_hashes.len() + 1);
         let mut entries: Vec<(&TxHash, u32)> = tx_hashes
             .iter()
             .enumerate()
@@ -114,16 +163,20 @@ impl TxIndex {
             .collect();
         entries.sort_unstable_by_key(|(hash, _)| *hash);
         for (hash, position) in entries {
-            batch.insert(&self.txs, hash.0 .0, location(height, position));
+            batch.insert(txs, hash.0 .0, location(height, position));
         }
-        batch.insert(&self.meta, MARKER, encode_tip(height, block_hash));
+        batch.insert(meta, MARKER, encode_tip(height, block_hash));
         batch.commit()?;
         Ok(())
     }
 
     /// Where the tx `hash` was included, if it is indexed.
     pub fn get(&self, hash: &TxHash) -> Result<Option<(Height, u32)>, TxIndexError> {
-        let Some(value) = self.txs.get(hash.0 .0)? else { return Ok(None) };
+        let txs = match &self.inner {
+            Inner::Lsm { txs, .. } => txs,
+            Inner::Memory(index) => return Ok(TxIndex::memory(index).txs.get(hash).copied()),
+        };
+        let Some(value) = txs.get(hash.0 .0)? else { return Ok(None) };
         let bytes: [u8; 12] = value
             .as_ref()
             .try_into()
@@ -149,7 +202,7 @@ impl TxIndex {
                 from = height;
             } else {
                 tracing::warn!(
-                    dir = %index.dir.display(),
+                    index = ?index,
                     marker_height = height.0,
                     "the tx index does not match the store; rebuilding it from the store's blocks"
                 );
@@ -174,8 +227,14 @@ impl TxIndex {
 
     /// Deletes the index and opens an empty one in its place.
     fn reset(self) -> Result<TxIndex, TxIndexError> {
-        let dir = self.dir.clone();
-        drop(self);
+        let dir = match self.inner {
+            Inner::Lsm { keyspace, txs, meta, dir } => {
+                // Closed before its files are removed.
+                drop((txs, meta, keyspace));
+                dir
+            }
+            Inner::Memory(_) => return Ok(TxIndex::in_memory()),
+        };
         std::fs::remove_dir_all(&dir)
             .map_err(|source| TxIndexError::Remove { path: dir.clone(), source })?;
         TxIndex::open(&dir)
@@ -220,6 +279,23 @@ mod tests {
         assert_eq!(index.marker().expect("marker"), Some((Height(7), block)));
         assert_eq!(index.get(&hash(2)).expect("get"), Some((Height(7), 1)));
         assert_eq!(index.get(&hash(3)).expect("get"), None);
+    }
+
+    #[test]
+    fn the_memory_index_keeps_the_same_contract_until_it_is_dropped() {
+        let block = BlockHash(Hash::digest(b"block 7"));
+        let later = BlockHash(Hash::digest(b"block 8"));
+        let index = TxIndex::in_memory();
+        assert_eq!(index.marker().expect("marker"), None);
+        index.index_block(Height(7), &block, &[hash(1), hash(2)]).expect("index");
+        index.index_block(Height(8), &later, &[hash(3)]).expect("index");
+        assert_eq!(index.marker().expect("marker"), Some((Height(8), later)));
+        assert_eq!(index.get(&hash(2)).expect("get"), Some((Height(7), 1)));
+        assert_eq!(index.get(&hash(3)).expect("get"), Some((Height(8), 0)));
+        assert_eq!(index.get(&hash(4)).expect("get"), None);
+        let index = index.reset().expect("reset");
+        assert_eq!(index.marker().expect("marker"), None);
+        assert_eq!(index.get(&hash(1)).expect("get"), None);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use tally_consensus::{CommitCertificate, Height};
 use tally_crypto::PublicKey;
 use tally_ledger::sim_disk::Tear;
-use tally_ledger::{Account, Block, DiskImage, Genesis, Ledger, Store, Tx};
+use tally_ledger::{Account, Block, DiskImage, Genesis, Ledger, Store, Tx, TxIndex};
 
 const USERS: usize = 8;
 
@@ -43,8 +43,12 @@ impl Reference {
         let genesis = genesis(USERS);
         let dir = tempfile::tempdir().expect("a temp dir");
         let image = DiskImage::new();
-        let mut ledger = Ledger::open_with_backend(image.disk(), dir.path(), genesis.clone())
-            .expect("the ledger opens on a SimDisk");
+        let mut ledger = Ledger::open_with_backend(
+            image.disk(),
+            TxIndex::open(dir.path()).expect("tx index"),
+            genesis.clone(),
+        )
+        .expect("the ledger opens on a SimDisk");
         let genesis_accounts = accounts(ledger.store());
         let mut nonces = [0u64; USERS];
         let mut blocks = Vec::new();
@@ -406,8 +410,12 @@ fn ledger_cut_at_every_operation_reopens_at_a_whole_tip_and_carries_on() {
     let (committed, closed) = {
         let (image, mut progress) = f.image(Start::Created);
         let dir = tempfile::tempdir().expect("a temp dir");
-        let mut ledger = Ledger::open_with_backend(image.disk(), dir.path(), r.genesis.clone())
-            .expect("the ledger opens");
+        let mut ledger = Ledger::open_with_backend(
+            image.disk(),
+            TxIndex::open(dir.path()).expect("tx index"),
+            r.genesis.clone(),
+        )
+        .expect("the ledger opens");
         commit_rest(r, &mut ledger, &mut progress).expect("no cut");
         let committed = image.ops();
         drop(ledger);
@@ -449,15 +457,23 @@ fn ledger_cut_at(f: &Fixture, k: u64, bits: u64, in_close: bool) {
     let (image, mut progress) = f.image(Start::Created);
     let dir = tempfile::tempdir().expect("a temp dir");
     image.crash_after(k, bits);
-    let finished = Ledger::open_with_backend(image.disk(), dir.path(), r.genesis.clone())
-        .map_err(|e| e.to_string())
-        .and_then(|mut ledger| commit_rest(r, &mut ledger, &mut progress).map(|()| ledger));
+    let finished = Ledger::open_with_backend(
+        image.disk(),
+        TxIndex::open(dir.path()).expect("tx index"),
+        r.genesis.clone(),
+    )
+    .map_err(|e| e.to_string())
+    .and_then(|mut ledger| commit_rest(r, &mut ledger, &mut progress).map(|()| ledger));
     // A cut after the last commit hits the clean close (the drop), which it tears.
     assert_eq!(finished.is_ok(), in_close, "op {k}");
     drop(finished);
     let what = format!("op {k}, {:?}", image.last_cut());
-    let mut ledger = Ledger::open_with_backend(image.disk(), dir.path(), r.genesis.clone())
-        .unwrap_or_else(|e| panic!("{what}: the ledger does not reopen: {e}"));
+    let mut ledger = Ledger::open_with_backend(
+        image.disk(),
+        TxIndex::open(dir.path()).expect("tx index"),
+        r.genesis.clone(),
+    )
+    .unwrap_or_else(|e| panic!("{what}: the ledger does not reopen: {e}"));
     let tip = check_store(r, ledger.store(), progress, &what);
     assert_eq!(ledger.next_height(), Height(tip + 1), "{what}");
     let root = match tip {

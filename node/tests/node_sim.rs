@@ -36,11 +36,14 @@ fn seeds_hold_every_property() {
 }
 
 /// Seeds that once failed, kept: 64 (more Byzantine validators than f were drawn), 1565
-/// (a liveness bound shorter than the rounds an equivocator and two crashes cost) and 804
-/// (a disk fault armed before GST struck in the instant GST fell between two ticks).
+/// (a liveness bound shorter than the rounds an equivocator and two crashes cost), 804
+/// (a disk fault armed before GST struck in the instant GST fell between two ticks) and
+/// 8721 (validators came back locked, through their recorded precommits, on a block only
+/// their lost consensus logs held, and the chain stalled: the block of a precommit is now
+/// recorded with it in the signing record).
 #[test]
 fn seeds_that_once_failed_hold() {
-    for seed in [64, 804, 1565] {
+    for seed in [64, 804, 1565, 8721] {
         if let Err(failure) = run_seed(seed, None) {
             panic!("{failure}");
         }

@@ -33,7 +33,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tally_consensus::{
-    BlockHash, CommitCertificate, Core, Height, Input, Output, Round, SignedMessage,
+    BlockHash, CommitCertificate, Core, Height, Input, Output, Round, SignedMessage, VoteType,
 };
 use tally_crypto::PublicKey;
 use tally_ledger::{Tx, TxHash};
@@ -364,7 +364,23 @@ impl Driver {
         let Some(record) = self.record.as_mut() else {
             bail!("the core signed a message but this node has no signing record");
         };
-        match record.persist(&message).context("writing the signing record")? {
+        // A precommit for a value is a lock: its block is recorded with it (see
+        // `signing_record`). The core precommits only a value it judged, so the block is here.
+        let locked_block = match &message {
+            SignedMessage::Vote(v) if v.vote.vote_type == VoteType::Precommit => {
+                let block =
+                    v.vote.block_hash.and_then(|hash| self.blocks.get(v.vote.height, &hash));
+                if block.is_none() && v.vote.block_hash.is_some() {
+                    tracing::warn!(height = %v.vote.height, round = %v.vote.round, "precommitting a value whose block this node does not hold; a restart would lose it");
+                }
+                block
+            }
+            _ => None,
+        };
+        match record
+            .persist(&message, locked_block.as_deref())
+            .context("writing the signing record")?
+        {
             Persisted::New => {
                 self.metrics.signed_messages.inc();
                 Ok(())

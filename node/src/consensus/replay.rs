@@ -8,6 +8,7 @@
 
 use super::wal::WalEntry;
 use super::{Driver, Window};
+use anyhow::Context as _;
 use std::collections::BTreeMap;
 use std::time::Instant;
 use tally_consensus::{Height, Input, Round};
@@ -17,6 +18,14 @@ use tally_network::ConsensusMsg;
 impl Driver {
     /// Starts `height` at startup, replaying the log if it is the log of `height`.
     pub(super) async fn resume_height(&mut self, height: Height) -> anyhow::Result<()> {
+        // The blocks of its recorded precommits first: the core may come back locked on one,
+        // and the log may not hold it (lost, cut, or never fsynced).
+        if let Some(record) = self.record.as_ref() {
+            let locked = record.locked_blocks(height).context("reading the signing record")?;
+            for (round, block) in locked {
+                self.blocks.insert_kept(block, round);
+            }
+        }
         let Some(recovered) = self.recovered.take() else {
             return self.start_height(height).await;
         };

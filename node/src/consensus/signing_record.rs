@@ -6,12 +6,25 @@
 //! A redb file (`data/signing-record.redb`), one table: key = height (u64 BE) || round (u32
 //! BE) || step (u8: 0 proposal, 1 prevote, 2 precommit), value = borsh(SignedMessage). Heights
 //! more than `KEEP_HEIGHTS` below the latest are pruned.
+//!
+//! A second table keeps the block of each precommit for a value (key = height || round,
+//! value = borsh(Block)), written in the same transaction as the precommit. A precommit is
+//! a lock: after a restart the core comes back locked on that value (`restore_signed`), and
+//! a locked validator prevotes for nothing else until it sees a newer polka. Without the
+//! block it could neither re-propose the value nor help decide it, and when enough
+//! validators are locked on a block none of them holds, the height stalls for good (the
+//! full-node simulator found this, seed 8721, with the consensus log lost in crashes). So
+//! the block of a lock is as durable as the lock, and never depends on the consensus log.
+//! Only the latest height's blocks are kept.
 
 use redb::{Database, ReadableTable, StorageBackend, TableDefinition};
 use std::path::Path;
-use tally_consensus::{Height, SignedMessage, VoteType};
+use tally_consensus::{Height, Round, SignedMessage, VoteType};
+use tally_ledger::Block;
 
 const SIGNED: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("signed");
+/// The blocks of precommits for a value: height (u64 BE) || round (u32 BE) -> borsh(Block).
+const LOCKED_BLOCKS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("locked_blocks");
 const KEEP_HEIGHTS: u64 = 16;
 
 /// What went wrong, by operation. Every redb failure is kept whole.
@@ -33,6 +46,8 @@ pub enum SigningRecordError {
          {round} step {step}: {source}"
     )]
     Undecodable { height: u64, round: u32, step: u8, source: std::io::Error },
+    #[error("the signing record holds a locked block that does not decode at height {height} round {round}: {source}")]
+    UndecodableBlock { height: u64, round: u32, source: std::io::Error },
     #[error("cannot encode a signed message: {0}")]
     Encode(#[source] std::io::Error),
     /// The file starts with zeros: a crash cut its creation short (on a first start), or
@@ -125,6 +140,7 @@ impl SigningRecord {
         let open = SigningRecordError::Open;
         let w = db.begin_write().map_err(wrap_db(open))?;
         w.open_table(SIGNED).map_err(wrap_db(open))?;
+        w.open_table(LOCKED_BLOCKS).map_err(wrap_db(open))?;
         w.commit().map_err(wrap_db(open))?;
         Ok(SigningRecord { db, last_pruned_below: 0 })
     }
@@ -132,7 +148,15 @@ impl SigningRecord {
     /// Records `message` durably, unless a different one is recorded for its key. On
     /// `Ok(New | Again)` the message is on disk and may be sent; on an error other than
     /// [`SigningRecordError::Prune`] it may not be.
-    pub fn persist(&mut self, message: &SignedMessage) -> Result<Persisted, SigningRecordError> {
+    ///
+    /// `locked_block` is the block of a precommit for a value (the caller passes the block
+    /// whose hash the precommit names; `None` for anything else): recorded in the same
+    /// transaction, replacing the blocks of lower heights.
+    pub fn persist(
+        &mut self,
+        message: &SignedMessage,
+        locked_block: Option<&Block>,
+    ) -> Result<Persisted, SigningRecordError> {
         let persist = SigningRecordError::Persist;
         let key = key_of(message);
         let bytes = borsh::to_vec(message).map_err(SigningRecordError::Encode)?;
@@ -150,6 +174,13 @@ impl SigningRecord {
                 }
             }
         };
+        if let (Persisted::New, Some(block)) = (&outcome, locked_block) {
+            let block_bytes = borsh::to_vec(block).map_err(SigningRecordError::Encode)?;
+            let mut table = w.open_table(LOCKED_BLOCKS).map_err(wrap_db(persist))?;
+            let below = message.height().0.to_be_bytes();
+            table.retain_in(..below.as_slice(), |_, _| false).map_err(wrap_db(persist))?;
+            table.insert(&key[..12], block_bytes.as_slice()).map_err(wrap_db(persist))?;
+        }
         if outcome == Persisted::New {
             w.commit().map_err(wrap_db(persist))?;
         } else {
@@ -173,6 +204,29 @@ impl SigningRecord {
         for entry in table.range(start.as_slice()..).map_err(wrap_db(read))? {
             let (k, v) = entry.map_err(wrap_db(read))?;
             out.push(decode(k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The blocks recorded with precommits at `height`, by round: after a restart, the
+    /// blocks the core may be locked on.
+    pub fn locked_blocks(&self, height: Height) -> Result<Vec<(Round, Block)>, SigningRecordError> {
+        let read = SigningRecordError::Read;
+        let r = self.db.begin_read().map_err(wrap_db(read))?;
+        let table = r.open_table(LOCKED_BLOCKS).map_err(wrap_db(read))?;
+        let start = height.0.to_be_bytes();
+        let end = height.0.saturating_add(1).to_be_bytes();
+        let mut out = Vec::new();
+        for entry in table.range(start.as_slice()..end.as_slice()).map_err(wrap_db(read))? {
+            let (k, v) = entry.map_err(wrap_db(read))?;
+            let round = k
+                .value()
+                .get(8..12)
+                .map_or(0, |b| u32::from_be_bytes(b.try_into().unwrap_or([0; 4])));
+            let block = borsh::from_slice(v.value()).map_err(|source| {
+                SigningRecordError::UndecodableBlock { height: height.0, round, source }
+            })?;
+            out.push((Round(round), block));
         }
         Ok(out)
     }
@@ -252,6 +306,65 @@ mod tests {
         SigningRecord::open_with_backend(redb::backends::InMemoryBackend::new()).expect("open")
     }
 
+    fn block(height: u64, time_ms: u64) -> Block {
+        let header = tally_ledger::Header {
+            chain_id: chain(),
+            height: Height(height),
+            time_ms,
+            prev_block_hash: hash(0),
+            tx_root: Hash::digest(b"no txs"),
+            tx_count: 0,
+            state_root: Hash::digest(b"state"),
+            proposer: key().public(),
+            validators_hash: Hash::digest(b"validators"),
+        };
+        Block { header, txs: Vec::new() }
+    }
+
+    fn precommit_of(height: u64, round: u32, block: &Block) -> SignedMessage {
+        let vote = Vote {
+            height: Height(height),
+            round: Round(round),
+            vote_type: VoteType::Precommit,
+            block_hash: Some(block.hash()),
+            validator: ValidatorIndex(1),
+        };
+        SignedMessage::Vote(vote.sign(&chain(), &key()))
+    }
+
+    #[test]
+    fn a_locked_block_is_recorded_with_its_precommit_and_only_the_latest_height_is_kept() {
+        let mut record = in_memory();
+        let (a, b, c) = (block(5, 1), block(5, 2), block(6, 3));
+        record.persist(&precommit_of(5, 0, &a), Some(&a)).expect("persist");
+        // Again and a conflict record no block.
+        record.persist(&precommit_of(5, 0, &a), Some(&b)).expect("again");
+        record.persist(&precommit_of(5, 0, &b), Some(&b)).expect("conflict");
+        assert_eq!(record.locked_blocks(Height(5)).expect("read"), vec![(Round(0), a.clone())]);
+        record.persist(&precommit_of(5, 2, &b), Some(&b)).expect("persist");
+        assert_eq!(
+            record.locked_blocks(Height(5)).expect("read"),
+            vec![(Round(0), a), (Round(2), b.clone())]
+        );
+        assert!(record.locked_blocks(Height(6)).expect("read").is_empty());
+        record.persist(&precommit_of(6, 1, &c), Some(&c)).expect("persist");
+        assert!(record.locked_blocks(Height(5)).expect("read").is_empty());
+        assert_eq!(record.locked_blocks(Height(6)).expect("read"), vec![(Round(1), c)]);
+    }
+
+    #[test]
+    fn a_locked_block_survives_a_power_cut_after_its_precommit_was_recorded() {
+        let image = DiskImage::new();
+        let a = block(3, 7);
+        {
+            let mut record = SigningRecord::open_with_backend(image.disk()).expect("open");
+            record.persist(&precommit_of(3, 1, &a), Some(&a)).expect("persist");
+        }
+        image.crash_with(Tear::Nothing);
+        let record = SigningRecord::open_with_backend(image.disk()).expect("reopen");
+        assert_eq!(record.locked_blocks(Height(3)).expect("read"), vec![(Round(1), a)]);
+    }
+
     #[test]
     fn persist_is_new_then_again_and_a_different_message_for_the_key_conflicts() {
         let mut record = in_memory();
@@ -260,13 +373,16 @@ mod tests {
             (vote(3, 0, VoteType::Prevote, Some(1)), vote(3, 0, VoteType::Prevote, None)),
             (vote(3, 0, VoteType::Precommit, Some(1)), vote(3, 0, VoteType::Precommit, Some(2))),
         ] {
-            assert_eq!(record.persist(&first).expect("persist"), Persisted::New);
-            assert_eq!(record.persist(&first).expect("again"), Persisted::Again);
-            assert_eq!(record.persist(&other).expect("other"), Persisted::Conflict(first.clone()));
+            assert_eq!(record.persist(&first, None).expect("persist"), Persisted::New);
+            assert_eq!(record.persist(&first, None).expect("again"), Persisted::Again);
+            assert_eq!(
+                record.persist(&other, None).expect("other"),
+                Persisted::Conflict(first.clone())
+            );
         }
         // Another round, step or height is another key.
-        assert_eq!(record.persist(&proposal(3, 1, 2)).expect("round"), Persisted::New);
-        assert_eq!(record.persist(&proposal(4, 0, 2)).expect("height"), Persisted::New);
+        assert_eq!(record.persist(&proposal(3, 1, 2), None).expect("round"), Persisted::New);
+        assert_eq!(record.persist(&proposal(4, 0, 2), None).expect("height"), Persisted::New);
         let recorded = record.from_height(Height(3)).expect("read");
         assert_eq!(
             recorded,
@@ -287,17 +403,17 @@ mod tests {
     fn heights_more_than_keep_heights_below_the_latest_are_pruned() {
         let mut record = in_memory();
         for h in 1..2 * KEEP_HEIGHTS {
-            record.persist(&vote(h, 0, VoteType::Prevote, None)).expect("persist");
+            record.persist(&vote(h, 0, VoteType::Prevote, None), None).expect("persist");
         }
         assert_eq!(record.from_height(Height(0)).expect("read").len() as u64, 2 * KEEP_HEIGHTS - 1);
         // Height 2 * KEEP_HEIGHTS prunes everything below KEEP_HEIGHTS.
-        record.persist(&vote(2 * KEEP_HEIGHTS, 0, VoteType::Prevote, None)).expect("persist");
+        record.persist(&vote(2 * KEEP_HEIGHTS, 0, VoteType::Prevote, None), None).expect("persist");
         let heights: Vec<u64> =
             record.from_height(Height(0)).expect("read").iter().map(|m| m.height().0).collect();
         assert_eq!(heights, (KEEP_HEIGHTS..=2 * KEEP_HEIGHTS).collect::<Vec<_>>());
         // A pruned key can be recorded again (the core never signs that far back).
         let old = vote(1, 0, VoteType::Prevote, Some(9));
-        assert_eq!(record.persist(&old).expect("persist"), Persisted::New);
+        assert_eq!(record.persist(&old, None).expect("persist"), Persisted::New);
     }
 
     #[test]
@@ -314,7 +430,7 @@ mod tests {
         {
             let mut record = SigningRecord::open(&path).expect("open");
             for m in &messages {
-                assert_eq!(record.persist(m).expect("persist"), Persisted::New);
+                assert_eq!(record.persist(m, None).expect("persist"), Persisted::New);
             }
         }
         let mut record = SigningRecord::open(&path).expect("reopen");
@@ -322,7 +438,7 @@ mod tests {
         assert_eq!(record.from_height(Height(6)).expect("read"), messages[4..]);
         let other = vote(5, 1, VoteType::Prevote, Some(2));
         assert_eq!(
-            record.persist(&other).expect("persist"),
+            record.persist(&other, None).expect("persist"),
             Persisted::Conflict(messages[3].clone())
         );
     }
@@ -354,10 +470,10 @@ mod tests {
         let image = DiskImage::new();
         let mut record = SigningRecord::open_with_backend(image.disk()).expect("open");
         image.fail_sync_after(0);
-        let e = record.persist(&proposal(1, 0, 1)).expect_err("the fsync failed");
+        let e = record.persist(&proposal(1, 0, 1), None).expect_err("the fsync failed");
         assert!(matches!(e, SigningRecordError::Persist(_)), "{e}");
         // redb refuses every later write until the database is reopened.
-        let e = record.persist(&proposal(1, 1, 1)).expect_err("after a failed fsync");
+        let e = record.persist(&proposal(1, 1, 1), None).expect_err("after a failed fsync");
         assert!(matches!(e, SigningRecordError::Persist(_)), "{e}");
     }
 
@@ -397,7 +513,7 @@ mod tests {
             let image = DiskImage::from_bytes(created.clone());
             let mut record = SigningRecord::open_with_backend(image.disk()).expect("open");
             for m in &script {
-                record.persist(m).expect("persist");
+                record.persist(m, None).expect("persist");
             }
             image.ops()
         };
@@ -411,7 +527,7 @@ mod tests {
                 if let Ok(mut record) = SigningRecord::open_with_backend(image.disk()) {
                     for m in &script {
                         attempted = Some(m);
-                        match record.persist(m) {
+                        match record.persist(m, None) {
                             Ok(Persisted::New | Persisted::Again) => acked.push(m),
                             Ok(Persisted::Conflict(_)) => {}
                             Err(_) => break,
@@ -441,7 +557,7 @@ mod tests {
                         SignedMessage::Proposal(p) => p.proposal.block_hash = hash(200),
                         SignedMessage::Vote(v) => v.vote.block_hash = Some(hash(200)),
                     }
-                    let outcome = record.persist(&other).expect("persist");
+                    let outcome = record.persist(&other, None).expect("persist");
                     assert_eq!(outcome, Persisted::Conflict((*m).clone()), "{what}");
                 }
                 image.crash_with(Tear::Everything);
