@@ -890,6 +890,19 @@ impl Run {
         self.rpc("tx-found-prove", 0, "tx", json!({ "hash": hash, "prove": true }));
         let upper = format!("0x{}", hash.to_uppercase());
         self.rpc("tx-found-0x-upper-case", 0, "tx", json!({ "hash": upper }));
+        // CometBFT's clients send []byte parameters as base64, and booleans as strings.
+        let params = json!({ "hash": b64_bytes(&followed.hash().0 .0), "prove": "true" });
+        let shown = json!({ "hash": "<base64:the followed tx's hash>", "prove": "true" });
+        self.rpc_shown("tx-found-base64-prove-string", 0, "tx", params, shown);
+        self.rpc("tx-prove-not-boolean", 0, "tx", json!({ "hash": hash, "prove": "yes" }));
+        self.rpc("tx-hash-base64-too-short", 0, "tx", json!({ "hash": "AAEC" }));
+        // The URI form: GET /<method>?<params>.
+        let url = format!("{}/tx?hash={upper}&prove=true", self.n.net.rpc_url(0));
+        let reply = self.n.get(&url, "");
+        let outcome = json!({ "http_status": reply.status, "response": reply.body });
+        let request =
+            json!({ "node": 0, "http": "GET /tx?hash=0x<HEX:the followed tx's hash>&prove=true" });
+        self.g.check("uri-tx-prove", request, outcome);
         self.rpc("tx-unknown", 0, "tx", json!({ "hash": "cd".repeat(32) }));
         self.rpc("tx-malformed", 0, "tx", json!({ "hash": "xyz" }));
 
@@ -970,6 +983,24 @@ impl Run {
                 "cache_control": reply.header,
                 "body": body,
             });
+            self.g.check(case, json!({ "node": 0, "http": format!("GET {path}") }), outcome);
+        }
+
+        // The URI form of JSON-RPC (CometBFT's GET routes).
+        for (case, path) in [
+            ("uri-status", "/status"),
+            ("uri-health", "/health"),
+            ("uri-block-height-1", "/block?height=1"),
+            ("uri-block-height-quoted", "/block?height=%221%22"),
+            ("uri-block-height-unbalanced-quote", "/block?height=%221"),
+            ("uri-block-height-twice", "/block?height=1&height=2"),
+            ("uri-block-height-not-a-number", "/block?height=abc"),
+            ("uri-validators", "/validators"),
+            ("uri-account-prove", "/account?address=0xnothex&prove=true"),
+            ("uri-subscribe-refused", "/subscribe?query=%22tm.event%3D%27NewBlock%27%22"),
+        ] {
+            let reply = self.n.get(&format!("{}{path}", self.n.net.rpc_url(0)), "");
+            let outcome = json!({ "http_status": reply.status, "response": reply.body });
             self.g.check(case, json!({ "node": 0, "http": format!("GET {path}") }), outcome);
         }
 

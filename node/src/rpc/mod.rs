@@ -133,26 +133,63 @@ pub(crate) fn parse<T: DeserializeOwned + Default>(params: &Params<'_>) -> RpcRe
     if params.as_str().is_none_or(|s| s.trim().is_empty() || s.trim() == "null") {
         return Ok(T::default());
     }
-    params.parse::<T>().map_err(|e| invalid(e.message().to_string()))
+    params.parse::<T>().map_err(|e| {
+        // jsonrpsee keeps serde's reason (which field, what was wrong) in the error's data.
+        let reason = e.data().and_then(|d| serde_json::from_str::<String>(d.get()).ok());
+        match reason {
+            Some(reason) => invalid(format!("invalid params: {reason}")),
+            None => invalid(e.message().to_string()),
+        }
+    })
 }
 
 /// A 64-bit integer given as a JSON number or a decimal string.
-#[derive(Deserialize, Debug, Clone, Copy)]
-#[serde(untagged)]
-enum IntParam {
-    Num(u64),
-    Str(#[serde(deserialize_with = "de_u64_str")] u64),
-}
+#[derive(Debug, Clone, Copy)]
+struct IntParam(u64);
 
-fn de_u64_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let s = String::deserialize(d)?;
-    s.parse().map_err(|_| serde::de::Error::custom(format!("{s:?} is not a decimal integer")))
+impl<'de> Deserialize<'de> for IntParam {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<IntParam, D::Error> {
+        let refuse = |v: &dyn std::fmt::Display| {
+            serde::de::Error::custom(format!(
+                "{v} is not an integer from 0 to 2^64-1, as a number or a decimal string"
+            ))
+        };
+        match Value::deserialize(d)? {
+            Value::Number(n) => n.as_u64().map(IntParam).ok_or_else(|| refuse(&n)),
+            Value::String(s) => s.parse().map(IntParam).map_err(|_| refuse(&format!("{s:?}"))),
+            other => Err(refuse(&other)),
+        }
+    }
 }
 
 impl IntParam {
     fn get(self) -> u64 {
-        match self {
-            IntParam::Num(n) | IntParam::Str(n) => n,
+        self.0
+    }
+}
+
+/// A boolean given as JSON `true`/`false` or as the string `"true"`/`"false"` (what
+/// CometBFT's clients and the URI form send).
+#[derive(Debug, Clone, Copy, Default)]
+struct BoolParam(bool);
+
+impl<'de> Deserialize<'de> for BoolParam {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<BoolParam, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Bool(bool),
+            Str(String),
+        }
+        match Either::deserialize(d)? {
+            Either::Bool(b) => Ok(BoolParam(b)),
+            Either::Str(s) => match s.as_str() {
+                "true" => Ok(BoolParam(true)),
+                "false" => Ok(BoolParam(false)),
+                _ => Err(serde::de::Error::custom(format!(
+                    "{s:?} is not a boolean: give true or false"
+                ))),
+            },
         }
     }
 }
@@ -166,7 +203,7 @@ struct HeightParams {
 struct HashParams {
     hash: Option<String>,
     #[serde(default)]
-    prove: bool,
+    prove: BoolParam,
 }
 
 #[derive(Deserialize, Default)]
@@ -203,13 +240,27 @@ struct TxBatchItem {
 struct AccountParams {
     address: Option<String>,
     #[serde(default)]
-    prove: bool,
+    prove: BoolParam,
 }
 
+/// A 32-byte hash as hex (either case, with or without `0x`) or as base64 (how CometBFT's
+/// clients send `[]byte` parameters).
 fn parse_hash(s: Option<&str>) -> RpcResult<Hash> {
     let s = s.ok_or_else(|| invalid("missing parameter: hash"))?;
-    let s = s.strip_prefix("0x").unwrap_or(s);
-    Hash::from_hex(&s.to_ascii_lowercase()).map_err(|e| invalid(format!("hash: {e}")))
+    let hex = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Hash::from_hex(&hex.to_ascii_lowercase())
+            .map_err(|e| invalid(format!("hash: {e}")));
+    }
+    use base64::Engine as _;
+    match base64::engine::general_purpose::STANDARD.decode(s) {
+        Ok(bytes) => <[u8; 32]>::try_from(bytes.as_slice())
+            .map(Hash)
+            .map_err(|_| invalid(format!("hash: {} bytes of base64; a hash is 32", bytes.len()))),
+        Err(_) => Err(invalid(format!(
+            "hash: {s:?} is neither 64 hex digits (with or without 0x) nor the base64 of 32 bytes"
+        ))),
+    }
 }
 
 /// The height asked for, or the latest one.
@@ -320,7 +371,7 @@ pub fn module(ctx: Arc<RpcContext>) -> anyhow::Result<RpcModule<RpcContext>> {
     m.register_blocking_method("tx", |p, s, _| {
         let q: HashParams = parse(&p)?;
         let hash = TxHash(parse_hash(q.hash.as_deref())?);
-        let found = s.chain.tx(hash, q.prove).map_err(internal)?;
+        let found = s.chain.tx(hash, q.prove.0).map_err(internal)?;
         let found = found.ok_or_else(|| err(codes::NOT_FOUND, format!("tx {hash} not found")))?;
         let mut out = json!({
             "hash": hash.0.to_hex(),
@@ -340,7 +391,7 @@ pub fn module(ctx: Arc<RpcContext>) -> anyhow::Result<RpcModule<RpcContext>> {
         let a = q.address.ok_or_else(|| invalid("missing parameter: address"))?;
         let key = PublicKey::from_hex(a.strip_prefix("0x").unwrap_or(&a))
             .map_err(|e| invalid(format!("address: {e}")))?;
-        json::account(&key, s.chain.account(&key, q.prove)).map_err(internal)
+        json::account(&key, s.chain.account(&key, q.prove.0)).map_err(internal)
     })?;
     m.register_async_method("broadcast_tx_async", |p, s, _| async move {
         let q: TxParams = parse(&p)?;
@@ -441,11 +492,16 @@ pub async fn start(
     let methods = module(ctx.clone())?;
     let known: Arc<BTreeSet<String>> =
         Arc::new(methods.method_names().map(str::to_string).collect());
+    // The URI form (`GET /status`) reaches every method but the subscriptions, which need
+    // a WebSocket.
+    let uri_methods: Arc<BTreeSet<String>> = Arc::new(
+        known.iter().filter(|m| !subscriptions::METHODS.contains(&m.as_str())).cloned().collect(),
+    );
     let metrics = ctx.metrics.clone();
     let rpc_middleware = RpcServiceBuilder::new()
         .layer_fn(move |service| RpcMetrics::new(service, metrics.clone(), known.clone()));
-    let http_middleware =
-        tower::ServiceBuilder::new().layer(http_layer::NodeHttpLayer::new(ctx.clone()));
+    let http_middleware = tower::ServiceBuilder::new()
+        .layer(http_layer::NodeHttpLayer::new(ctx.clone(), uri_methods));
     let server = Server::builder()
         .set_config(server_config)
         .set_rpc_middleware(rpc_middleware)
@@ -456,4 +512,47 @@ pub async fn start(
     let addr = server.local_addr()?;
     let handle = server.start(methods);
     Ok((handle, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_is_taken_as_hex_of_either_case_with_or_without_0x_or_as_base64() {
+        let hash = Hash::digest(b"a tx");
+        let hex = hash.to_hex();
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(hash.0);
+        for given in [
+            hex.clone(),
+            hex.to_uppercase(),
+            format!("0x{hex}"),
+            format!("0X{}", hex.to_uppercase()),
+            b64,
+        ] {
+            assert_eq!(parse_hash(Some(&given)).expect(&given), hash);
+        }
+        let e = parse_hash(Some("AAEC")).expect_err("3 bytes");
+        assert!(e.message().contains("3 bytes"), "{}", e.message());
+        let e = parse_hash(Some("not a hash!")).expect_err("neither");
+        assert!(e.message().contains("neither"), "{}", e.message());
+        assert!(parse_hash(None).expect_err("missing").message().contains("missing"));
+    }
+
+    #[test]
+    fn booleans_and_integers_are_taken_as_json_or_as_strings_and_refusals_say_why() {
+        let b = |v: Value| serde_json::from_value::<BoolParam>(v).map(|b| b.0);
+        assert!(b(json!(true)).expect("bool"));
+        assert!(b(json!("true")).expect("string"));
+        assert!(!b(json!("false")).expect("string"));
+        assert!(b(json!("yes")).expect_err("yes").to_string().contains("not a boolean"));
+        let i = |v: Value| serde_json::from_value::<IntParam>(v).map(IntParam::get);
+        assert_eq!(i(json!(5)).expect("number"), 5);
+        assert_eq!(i(json!("18446744073709551615")).expect("string"), u64::MAX);
+        for bad in [json!(-1), json!("abc"), json!([1]), json!(1.5)] {
+            let e = i(bad.clone()).expect_err("refused").to_string();
+            assert!(e.contains("not an integer"), "{bad}: {e}");
+        }
+    }
 }

@@ -111,6 +111,9 @@ impl Drop for EntryGuard<'_> {
     }
 }
 
+/// The methods that only make sense on a WebSocket connection (not in the URI form).
+pub const METHODS: [&str; 4] = ["subscribe", "unsubscribe_id", "unsubscribe", "unsubscribe_all"];
+
 pub fn register(m: &mut RpcModule<RpcContext>) -> anyhow::Result<()> {
     m.register_subscription(
         "subscribe",
