@@ -86,13 +86,13 @@ fn precommit_vector() {
 #[test]
 fn tx_proof_vector() {
     let v = vectors();
-    let leaves: Vec<TxHash> =
+    let tx_hashes: Vec<TxHash> =
         (0..5).map(|i| TxHash(Hash::digest(format!("tx {i}").as_bytes()))).collect();
-    assert_eq!(leaves[0].0.to_hex(), v["txtree.leaf0"]);
-    assert_eq!(leaves[3].0.to_hex(), v["txtree.leaf3"]);
-    let root = tx_root(&leaves);
+    assert_eq!(tx_hashes[0].0.to_hex(), v["txtree.tx_hash0"]);
+    assert_eq!(tx_hashes[3].0.to_hex(), v["txtree.tx_hash3"]);
+    let root = tx_root(&tx_hashes);
     assert_eq!(root.to_hex(), v["txtree.root"]);
-    let proof = tx_proof(&leaves, 3).expect("proof");
+    let proof = tx_proof(&tx_hashes, 3).expect("proof");
     let documented = TxProof {
         index: v["txtree.proof3.index"].parse().expect("index"),
         total: v["txtree.proof3.total"].parse().expect("total"),
@@ -100,7 +100,7 @@ fn tx_proof_vector() {
     };
     assert_eq!(proof, documented);
     documented
-        .verify(&Hash::from_hex(&v["txtree.root"]).expect("root"), &leaves[3])
+        .verify(&Hash::from_hex(&v["txtree.root"]).expect("root"), &tx_hashes[3])
         .expect("verifies");
 }
 

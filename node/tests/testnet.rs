@@ -269,3 +269,25 @@ fn tally_verify_accepts_real_proofs_and_rejects_tampered_ones_slow() {
         tally_verify(&["account", "--genesis", genesis, "--rpc", &rpc, "--address", &stranger]);
     assert!(ok && text.contains("does not exist"), "{text}");
 }
+
+/// `tally tx transfer --print` signs and prints without sending: with --chain-id and
+/// --nonce it asks no node anything (the RPC address here has nobody listening).
+#[test]
+fn tally_tx_transfer_print_signs_without_sending() {
+    let out = std::process::Command::new(common::tally_bin())
+        .args(["tx", "transfer", "--print", "--rpc", "http://127.0.0.1:9"])
+        .args(["--chain-id", "print-test", "--nonce", "7", "--amount", "25"])
+        .args(["--testnet-seed", "print-seed", "--from-account", "0", "--to-account", "1"])
+        .output()
+        .expect("run tally tx transfer");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let key = |i: u32| tally_crypto::Keypair::derive_insecure(&format!("print-seed/account/{i}"));
+    let chain = tally_crypto::ChainId::new("print-test").expect("chain id");
+    let transfer =
+        tally_ledger::Transfer { from: key(0).public(), to: key(1).public(), amount: 25, nonce: 7 };
+    let expected = tally_ledger::Tx::sign(transfer, &key(0), &chain);
+    assert_eq!(printed["tx"], b64(&expected), "{printed}");
+    assert_eq!(printed["hash"], expected.hash().0.to_hex(), "{printed}");
+}

@@ -21,7 +21,10 @@ pub struct FoundTx {
 
 /// An account at the tip, with what the mempool adds.
 pub struct AccountView {
+    /// The committed account; zeros when it does not exist (`exists` says which).
     pub account: Account,
+    /// Whether the state holds this account (an account exists once it received funds).
+    pub exists: bool,
     pub height: u64,
     /// The nonce a new tx of this sender needs (after its pending txs).
     pub next_nonce: u64,
@@ -153,14 +156,16 @@ impl ChainReader {
         let mempool = self.chain.mempool.lock();
         let ledger = self.chain.ledger.read();
         let account = ledger.account(key);
+        let exists = ledger.state().get(key).is_some();
         let proof = if prove {
             let (_, proof) = ledger.account_with_proof(key);
-            Some((ledger.state().get(key).is_some(), ledger.state().root(), proof))
+            Some((exists, ledger.state().root(), proof))
         } else {
             None
         };
         let height = ledger.tip().map_or(0, |(h, _)| h.0);
-        AccountView { next_nonce: mempool.next_nonce(key, &account), account, height, proof }
+        let next_nonce = mempool.next_nonce(key, &account);
+        AccountView { next_nonce, account, exists, height, proof }
     }
 
     /// Pending txs and their bytes.

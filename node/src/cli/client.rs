@@ -1,4 +1,5 @@
-//! `tally tx transfer`: builds and signs a transfer, submits it over JSON-RPC.
+//! `tally tx transfer`: builds and signs a transfer, submits it over JSON-RPC, or with
+//! `--print` prints it without sending it.
 
 use anyhow::{anyhow, bail, Context as _};
 use base64::Engine as _;
@@ -36,8 +37,15 @@ pub struct TransferArgs {
     #[arg(long, default_value = super::testnet::DEFAULT_ACCOUNT_SEED)]
     pub testnet_seed: String,
     /// Wait until the transfer commits (broadcast_tx_commit).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "print")]
     pub commit: bool,
+    /// Print the signed tx (`{"tx": <base64>, "hash": <hex>}`) instead of sending it. With
+    /// --chain-id and --nonce no node is asked anything.
+    #[arg(long)]
+    pub print: bool,
+    /// The chain id to sign for; by default the node's (`status`).
+    #[arg(long)]
+    pub chain_id: Option<String>,
 }
 
 pub async fn transfer(args: TransferArgs) -> anyhow::Result<()> {
@@ -55,12 +63,17 @@ pub async fn transfer(args: TransferArgs) -> anyhow::Result<()> {
         (None, Some(i)) => super::testnet::test_account(&args.testnet_seed, i).public(),
         _ => bail!("give one of --to or --to-account"),
     };
-    let status: serde_json::Value =
-        client.request("status", rpc_params![]).await.context("calling status")?;
-    let chain = status["node_info"]["network"]
-        .as_str()
-        .ok_or_else(|| anyhow!("status has no node_info.network"))?;
-    let chain_id = ChainId::new(chain)?;
+    let chain_id = match &args.chain_id {
+        Some(chain) => ChainId::new(chain.as_str()).context("--chain-id")?,
+        None => {
+            let status: serde_json::Value =
+                client.request("status", rpc_params![]).await.context("calling status")?;
+            let chain = status["node_info"]["network"]
+                .as_str()
+                .ok_or_else(|| anyhow!("status has no node_info.network"))?;
+            ChainId::new(chain)?
+        }
+    };
     let nonce = match args.nonce {
         Some(n) => n,
         None => {
@@ -80,6 +93,11 @@ pub async fn transfer(args: TransferArgs) -> anyhow::Result<()> {
         &chain_id,
     );
     let encoded = base64::engine::general_purpose::STANDARD.encode(tx.encode());
+    if args.print {
+        let printed = serde_json::json!({ "tx": encoded, "hash": tx.hash().0.to_hex() });
+        println!("{}", serde_json::to_string_pretty(&printed)?);
+        return Ok(());
+    }
     let method = if args.commit { "broadcast_tx_commit" } else { "broadcast_tx_sync" };
     let reply: serde_json::Value = client
         .request(method, rpc_params![encoded])

@@ -196,6 +196,8 @@ pub fn consensus_state(summary: Option<StateSummary>) -> Value {
 pub fn account(key: &PublicKey, view: AccountView) -> Result<Value, std::io::Error> {
     let mut out = json!({
         "address": key.to_hex(),
+        // An absent account reads as zeros, and says so.
+        "exists": view.exists,
         "balance": view.account.balance.to_string(),
         "nonce": view.account.nonce.to_string(),
         "next_nonce": view.next_nonce.to_string(),
