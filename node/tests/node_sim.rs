@@ -40,10 +40,13 @@ fn seeds_hold_every_property() {
 /// (a disk fault armed before GST struck in the instant GST fell between two ticks) and
 /// 8721 (validators came back locked, through their recorded precommits, on a block only
 /// their lost consensus logs held, and the chain stalled: the block of a precommit is now
-/// recorded with it in the signing record).
+/// recorded with it in the signing record), 15328 and 16034 (nodes behind heard of the
+/// later height only through the lying peer's relays; once it was banned, having asked
+/// every other peer once while they had nothing, they never asked again: block sync is now
+/// retried on every tick while a node is behind).
 #[test]
 fn seeds_that_once_failed_hold() {
-    for seed in [64, 804, 1565, 8721] {
+    for seed in [64, 804, 1565, 8721, 15328, 16034] {
         if let Err(failure) = run_seed(seed, None) {
             panic!("{failure}");
         }

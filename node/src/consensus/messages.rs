@@ -70,7 +70,8 @@ impl Driver {
         // A verified message from a later height: the others have committed blocks that
         // this node does not have.
         if height > current {
-            self.start_sync(source);
+            self.seen_height = self.seen_height.max(height);
+            self.sync_for_message(source).await;
             let block_bytes = match &msg {
                 ConsensusMsg::Proposal { block, .. } | ConsensusMsg::Certificate { block, .. } => {
                     block.encoded_len()

@@ -29,7 +29,7 @@ use crate::notify::Notify;
 use anyhow::{bail, Context as _};
 use blocks::{PendingBlocks, Window};
 use signing_record::{Persisted, SigningRecord};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tally_consensus::{
@@ -37,7 +37,7 @@ use tally_consensus::{
 };
 use tally_crypto::PublicKey;
 use tally_ledger::{Tx, TxHash};
-use tally_network::{CompactBlock, ConsensusMsg, NetworkEvents, NetworkHandle};
+use tally_network::{CompactBlock, ConsensusMsg, NetworkEvents, NetworkHandle, PeerId};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use wal::{Appended, Recovered, Wal, WalEntryRef};
@@ -135,9 +135,13 @@ pub struct Driver {
     /// Height the core was at when the last rebroadcast ran.
     rebroadcast_height: Height,
     last_commit: Option<Instant>,
-    /// Consecutive block-sync attempts that applied nothing; another peer is asked while it
-    /// is below the number of connected peers, and it resets when a block is applied.
-    sync_misses: u32,
+    /// Peers asked for blocks since the last block applied that served a bad one, failed,
+    /// or had nothing: not asked again until every connected peer is in here (then the
+    /// next tick starts over), or a block is applied.
+    sync_failed: HashSet<PeerId>,
+    /// The highest height of a verified message seen: above the core's height, this node
+    /// is behind, and block sync is retried on every tick until it catches up.
+    seen_height: Height,
     /// Where snapshots are written and served from; `None` when snapshots are off.
     snapshots: Option<snapshots::Snapshots>,
     pub stats: DriverStats,
@@ -185,7 +189,8 @@ impl Driver {
             sync_serves: Arc::new(Semaphore::new(sync::SYNC_SERVES_MAX)),
             rebroadcast_height: Height(0),
             last_commit: None,
-            sync_misses: 0,
+            sync_failed: HashSet::new(),
+            seen_height: Height(0),
             snapshots: snapshot_dir.map(snapshots::Snapshots::new),
             stats: DriverStats::default(),
         }
@@ -250,7 +255,10 @@ impl Driver {
                         request,
                     ),
                 },
-                _ = rebroadcast.tick() => self.rebroadcast().await,
+                _ = rebroadcast.tick() => {
+                    self.rebroadcast().await;
+                    self.sync_if_behind().await;
+                }
             }
         }
     }

@@ -27,6 +27,7 @@ impl Driver {
             None => self.chain.tip_height().map_or(Height(1), Height::next),
         };
         let count = self.config.consensus.sync_batch_blocks;
+        tracing::debug!(%peer, %from, count, "block sync: asking");
         let timeout = Duration::from_millis(self.config.consensus.sync_request_timeout_ms);
         let net = self.net.clone();
         let tx = self.sync_tx.clone();
@@ -57,12 +58,17 @@ impl Driver {
             }
         };
         if applied == 0 {
-            // The peer failed, served a bad block, or had nothing: ask another one, at most
-            // once per connected peer until a block is applied again.
+            // The peer failed, served a bad block, or had nothing: ask another one, each
+            // connected peer at most once until a block is applied again (the tick starts
+            // over while this node is behind).
             self.notify.set_catching_up(false);
-            return self.sync_from_another(peer).await;
+            self.sync_failed.insert(peer);
+            if let Some(next) = self.next_sync_peer().await {
+                self.start_sync(next);
+            }
+            return Ok(());
         }
-        self.sync_misses = 0;
+        self.sync_failed.clear();
         tracing::info!(%peer, applied, "block sync");
         let next = self.chain.tip_height().map_or(Height(1), Height::next);
         if next > self.core.height() {
@@ -115,24 +121,48 @@ impl Driver {
         Ok(applied)
     }
 
-    /// Starts block sync with a connected peer other than `failed`, unless every peer was
-    /// already tried since the last block applied.
-    async fn sync_from_another(&mut self, failed: PeerId) -> anyhow::Result<()> {
-        let peers: Vec<PeerId> = match self.net.peers().await {
-            Ok(peers) => peers
-                .into_iter()
-                .filter(|p| p.consensus_subscribed && p.peer_id != failed)
-                .map(|p| p.peer_id)
-                .collect(),
-            Err(_) => return Ok(()),
-        };
-        if peers.is_empty() || self.sync_misses as usize >= peers.len() {
-            return Ok(());
+    /// A connected peer to ask for blocks that has not failed since the last block applied.
+    async fn next_sync_peer(&mut self) -> Option<PeerId> {
+        let peers = self.net.peers().await.ok()?;
+        peers
+            .into_iter()
+            .filter(|p| p.consensus_subscribed)
+            .map(|p| p.peer_id)
+            .find(|p| !self.sync_failed.contains(p))
+    }
+
+    /// Block sync for a message of a later height from `source`: `source` has the blocks
+    /// unless it failed since the last block applied (it may only relay, or lie), then
+    /// another peer.
+    pub(super) async fn sync_for_message(&mut self, source: PeerId) {
+        if self.sync_in_flight {
+            return;
         }
-        let next = peers[self.sync_misses as usize % peers.len()];
-        self.sync_misses += 1;
-        self.start_sync(next);
-        Ok(())
+        let peer = match self.sync_failed.contains(&source) {
+            false => Some(source),
+            true => self.next_sync_peer().await,
+        };
+        if let Some(peer) = peer {
+            self.start_sync(peer);
+        }
+    }
+
+    /// On every tick: while a message of a later height says this node is behind and no
+    /// request is in flight, asks the next peer; once every peer failed, starts over with
+    /// all of them. Without it, a node whose later-height messages all came through one
+    /// lying relay, or from peers that were behind when asked, would wait for good.
+    pub(super) async fn sync_if_behind(&mut self) {
+        if self.sync_in_flight || self.seen_height <= self.core.height() {
+            return;
+        }
+        let mut peer = self.next_sync_peer().await;
+        if peer.is_none() {
+            self.sync_failed.clear();
+            peer = self.next_sync_peer().await;
+        }
+        if let Some(peer) = peer {
+            self.start_sync(peer);
+        }
     }
 
     /// Checks a synced block against its certificate and the ledger.

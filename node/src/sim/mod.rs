@@ -485,7 +485,10 @@ impl World {
         );
         let tx_events = std::mem::replace(&mut events.txs, tokio::sync::mpsc::channel(1).1);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let driver = tokio::spawn(driver.run(events, stop_rx));
+        // Every log line of this node's driver names it (`node{i=..}`), for replays.
+        let span = tracing::info_span!("node", i);
+        let driver =
+            tokio::spawn(tracing::Instrument::instrument(driver.run(events, stop_rx), span));
         let stats = Arc::new(crate::admission::ingress::IngressStats::default());
         let tasks = vec![
             tokio::spawn(crate::admission::ingress::run_tx_ingress(
@@ -1090,6 +1093,18 @@ impl World {
         self.report.height =
             readers.iter().map(|(_, r)| r.tip_height().map_or(0, |h| h.0)).min().unwrap_or(0);
         self.report.trace = self.trace.finalize().to_hex().to_string();
+        if !self.oracle.violations.is_empty() {
+            // Where each node stood, for whoever replays the seed with RUST_LOG set.
+            for (i, node) in self.nodes.iter().enumerate() {
+                let state = node.running.as_ref().map(|r| r.rooms.notify.consensus());
+                tracing::warn!(
+                    node = i,
+                    now_ms = self.now(),
+                    ?state,
+                    "state at the end of the run"
+                );
+            }
+        }
         // Stop every node before the runtime goes.
         for i in 0..self.nodes.len() {
             if let Some(r) = self.nodes[i].running.take() {
