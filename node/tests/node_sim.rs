@@ -43,10 +43,12 @@ fn seeds_hold_every_property() {
 /// recorded with it in the signing record), 15328 and 16034 (nodes behind heard of the
 /// later height only through the lying peer's relays; once it was banned, having asked
 /// every other peer once while they had nothing, they never asked again: block sync is now
-/// retried on every tick while a node is behind).
+/// retried on every tick while a node is behind) and 34894 (an equivocator's prevote that
+/// completed one validator's polka never reached another, which so never accepted the
+/// locked value proposed again: a node now re-sends the polka behind its valid value).
 #[test]
 fn seeds_that_once_failed_hold() {
-    for seed in [64, 804, 1565, 8721, 15328, 16034] {
+    for seed in [64, 804, 1565, 8721, 15328, 16034, 34894] {
         if let Err(failure) = run_seed(seed, None) {
             panic!("{failure}");
         }

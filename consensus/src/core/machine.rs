@@ -16,6 +16,7 @@ use crate::core::vote_keeper::VoteKeeper;
 use crate::signer::Signer;
 use crate::types::{BlockHash, Height, Round, ValidatorIndex, VoteType};
 use crate::validators::ValidatorSet;
+use crate::vote::SignedVote;
 use std::collections::BTreeSet;
 
 /// The "for the first time" rules of a round, each fired at most once per round.
@@ -199,6 +200,17 @@ impl Core {
     /// re-broadcasts these on a timer, because gossip alone may lose them (tendermint.md).
     pub fn own_messages(&self) -> Vec<SignedMessage> {
         self.record.at_height(self.height).cloned().collect()
+    }
+
+    /// The prevotes, of any validator, that make the polka behind this process's valid
+    /// value (validRound, validValue), if it has one: the node re-sends them with its own
+    /// messages. Its own messages are not enough when a Byzantine validator sent its vote
+    /// for the value to some and another vote to the rest: a process locked on the value
+    /// proposes it again with that POL round, and the others accept it only once they hold
+    /// that polka (L28), which only a relay of the Byzantine vote can give them.
+    pub fn polka_votes(&self) -> Vec<SignedVote> {
+        let Some((round, value)) = self.valid else { return Vec::new() };
+        self.votes.tally(round, VoteType::Prevote).votes_for(Some(value)).cloned().collect()
     }
 
     pub fn state_summary(&self) -> StateSummary {

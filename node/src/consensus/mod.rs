@@ -447,6 +447,15 @@ impl Driver {
                 self.broadcast(message).await;
             }
         }
+        // And the polka behind its valid value, other validators' prevotes included: a
+        // Byzantine prevote some received and others did not may be what they need to
+        // accept that value proposed again (the simulator's seed 34894).
+        let me = self.core.me();
+        for vote in self.core.polka_votes() {
+            if Some(vote.vote.validator) != me {
+                self.broadcast(SignedMessage::Vote(vote)).await;
+            }
+        }
     }
 
     // ----- blocks -----

@@ -53,9 +53,12 @@ impl Oracle {
         self.violations.push(v);
     }
 
-    /// A consensus message honest node `node` published (its own, or re-sent).
+    /// A consensus message honest node `node` published (its own, or re-sent). Votes of
+    /// other validators that it relays (the polka behind its valid value) are not its own:
+    /// its signing record never holds them. Validator i is node i.
     pub fn on_honest_publish(&mut self, node: usize, msg: &ConsensusMsg) {
         let signed = match msg {
+            ConsensusMsg::Vote(v) if v.vote.validator.0 as usize != node => return,
             ConsensusMsg::Vote(v) => SignedMessage::Vote(v.clone()),
             ConsensusMsg::CompactProposal { proposal, .. }
             | ConsensusMsg::Proposal { proposal, .. } => SignedMessage::Proposal(proposal.clone()),
