@@ -12,6 +12,9 @@ use tally_ledger::{Block, ExecutionOutcome};
 use tally_network::{InboundSyncRequest, PeerId, SyncRequest, SyncResponse};
 use tokio::sync::Semaphore;
 
+/// Most peers remembered as failed since the last applied block (`Driver::sync_failed`).
+const SYNC_FAILED_MAX: usize = 256;
+
 pub(super) type SyncResult = (PeerId, anyhow::Result<Vec<(Block, CommitCertificate)>>);
 
 impl Driver {
@@ -62,6 +65,11 @@ impl Driver {
             // connected peer at most once until a block is applied again (the tick starts
             // over while this node is behind).
             self.notify.set_catching_up(false);
+            // Bounded: peers may come and go under other identities between two applied
+            // blocks; past the bound the round of tries starts over.
+            if self.sync_failed.len() >= SYNC_FAILED_MAX {
+                self.sync_failed.clear();
+            }
             self.sync_failed.insert(peer);
             if let Some(next) = self.next_sync_peer().await {
                 self.start_sync(next);
