@@ -19,6 +19,7 @@
 mod account;
 mod block;
 mod codec;
+pub mod event_index;
 mod execute;
 mod genesis;
 mod ledger;
@@ -37,6 +38,7 @@ mod validate;
 pub use account::Account;
 pub use block::{Block, Header};
 pub use codec::{decode_bounded, DecodeError};
+pub use event_index::{EventIndex, EventIndexError};
 pub use execute::{
     check_tx_against, execute_block, execute_block_hashed, verify_tx_signatures, AccountState,
     ExecError, ExecutionOutcome, Overlay, TxError, TxVerifier,

@@ -12,6 +12,7 @@
 use crate::admission::ingress::{run_tx_gossip, run_tx_ingress, IngressStats};
 use crate::admission::{Admission, GOSSIP_QUEUE_MAX};
 use crate::chain::Chain;
+use crate::chain::Search;
 use crate::config::{Config, Home};
 use crate::consensus::signing_record::SigningRecord;
 use crate::consensus::state_sync::StateSync;
@@ -97,6 +98,7 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
     let tip = ledger.tip();
     let info = NodeInfo {
         peer_id: net.local_peer_id().to_string(),
+        node_key: node_key.public(),
         listen_addr: config.p2p.listen_addr.clone(),
         moniker: config.moniker.clone(),
         validator_key: validator_key.as_ref().map(|k| k.public()),
@@ -158,6 +160,13 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
     tokio::spawn(run_tx_ingress(rooms.admission.clone(), net.clone(), tx_events, ingress_stats));
     let mempool_config = config.mempool.clone();
     tokio::spawn(run_tx_gossip(rooms.chain.clone(), mempool_config, net.clone(), gossip_rx));
+    if config.tx_index.indexer == "kv" {
+        let cache = usize::try_from(config.tx_index.cache_mib << 20).unwrap_or(usize::MAX);
+        let index = tally_ledger::EventIndex::open(&home.event_index(), cache)
+            .with_context(|| format!("opening {}", home.event_index().display()))?;
+        let _ = rooms.search.attach(index);
+        tokio::spawn(crate::chain::search::follow(rooms.search.clone()));
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let driver_config = DriverConfig {
@@ -216,6 +225,7 @@ pub struct Rooms {
     pub notify: Arc<Notify>,
     pub admission: Arc<Admission>,
     pub rpc: Arc<RpcContext>,
+    pub search: Arc<Search>,
     net: NetworkHandle,
 }
 
@@ -254,16 +264,18 @@ impl Rooms {
             Admission::start(chain.clone(), notify.clone(), gossip, metrics.clone(), exec)
                 .context("starting the signature verification thread")?;
         let admission = Arc::new(admission);
+        let search = Arc::new(Search::new(chain.clone(), config.tx_index.scan_max));
         let rpc = Arc::new(RpcContext::new(
             admission.clone(),
             chain.reader(),
+            search.clone(),
             notify.clone(),
             metrics.clone(),
             config.rpc.clone(),
             info,
             net.clone(),
         ));
-        Ok(Rooms { metrics, chain, notify, admission, rpc, net })
+        Ok(Rooms { metrics, chain, notify, admission, rpc, search, net })
     }
 
     /// What the metrics' state gauges read at each scrape.

@@ -34,11 +34,10 @@
 mod common;
 
 use base64::Engine as _;
+use common::ws::Ws;
 use common::{b64, Testnet};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeSet, VecDeque};
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tally_ledger::Tx;
@@ -66,6 +65,8 @@ enum Kind {
     /// A decimal string or a number.
     U64,
     Hex64,
+    /// A 20-byte address or node id, hex of either case.
+    Hex40,
     Base64,
     Rfc3339,
     Step,
@@ -83,6 +84,29 @@ const RULES: &[(&[&str], Kind)] = &[
     (&["tx.height"], Kind::U64),
     (&["time"], Kind::Rfc3339),
     (&["latest_block_time"], Kind::Rfc3339),
+    (&["earliest_block_time"], Kind::Rfc3339),
+    (&["genesis_time"], Kind::Rfc3339),
+    (&["result", "data"], Kind::Base64),
+    (&["node_info", "id"], Kind::Hex40),
+    (&["address"], Kind::Hex40),
+    (&["proposer_address"], Kind::Hex40),
+    (&["validator_address"], Kind::Hex40),
+    (&["start_time"], Kind::Rfc3339),
+    (&["proposal_block_hash"], Kind::OptHex64),
+    (&["locked_block_hash"], Kind::OptHex64),
+    (&["valid_block_hash"], Kind::OptHex64),
+    (&["prevotes_bit_array"], Kind::U64),
+    (&["precommits_bit_array"], Kind::U64),
+    (&["timestamp"], Kind::Rfc3339),
+    (&["earliest_block_hash"], Kind::Hex64),
+    (&["earliest_app_hash"], Kind::Hex64),
+    (&["next_validators_hash"], Kind::Hex64),
+    (&["prev_block_hash"], Kind::Hex64),
+    (&["last_block_app_hash"], Kind::Base64),
+    (&["last_block_height"], Kind::U64),
+    (&["last_height"], Kind::U64),
+    (&["block_size"], Kind::U64),
+    (&["height/round/step"], Kind::Step),
     (&["time_ms"], Kind::U64),
     (&["genesis_time_ms"], Kind::U64),
     (&["block_id", "hash"], Kind::Hex64),
@@ -112,17 +136,20 @@ fn is_decimal(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u64>().is_ok()
 }
 
+/// 64 hex digits, all lower-case or all upper-case (CometBFT's hashes are upper-case).
 fn is_hex64(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    let lower = s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let upper = s.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b));
+    s.len() == 64 && (lower || upper)
 }
 
 fn is_base64(s: &str) -> bool {
     !s.is_empty() && base64::engine::general_purpose::STANDARD.decode(s).is_ok()
 }
 
-/// `2026-11-25T09:32:14.123Z`.
+/// `2026-11-25T09:32:14.123000000Z`.
 fn is_rfc3339(s: &str) -> bool {
-    let shape = "dddd-dd-ddTdd:dd:dd.dddZ";
+    let shape = "dddd-dd-ddTdd:dd:dd.dddddddddZ";
     s.len() == shape.len()
         && s.bytes()
             .zip(shape.bytes())
@@ -137,11 +164,19 @@ fn placeholder(kind: Kind, v: &Value) -> Option<&'static str> {
         (Kind::OptU64, Value::Number(n)) if n.is_u64() => "<u64-or-null>",
         (Kind::OptU64, Value::Null) => "<u64-or-null>",
         (Kind::Hex64, Value::String(s)) if is_hex64(s) => "<hex64>",
+        (Kind::Hex40, Value::String(s))
+            if s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            "<hex40>"
+        }
+        (Kind::U64, Value::String(s)) if s.contains(" = ") => "<power/total = share>",
+        (Kind::OptHex64, Value::String(s)) if s.is_empty() => "<hex64-or-null>",
         (Kind::OptHex64, Value::String(s)) if is_hex64(s) => "<hex64-or-null>",
         (Kind::OptHex64, Value::Null) => "<hex64-or-null>",
         (Kind::Base64, Value::String(s)) if is_base64(s) => "<base64>",
         (Kind::Rfc3339, Value::String(s)) if is_rfc3339(s) => "<rfc3339>",
         (Kind::Step, Value::String(s)) if STEPS.contains(&s.as_str()) => "<step>",
+        (Kind::Step, Value::String(s)) if s.split('/').count() == 3 => "<height/round/step>",
         _ => return None,
     })
 }
@@ -179,7 +214,9 @@ fn normalize_message(s: &str) -> String {
 }
 
 fn walk(v: &mut Value, path: &mut Vec<String>) {
-    if let Some(kind) = rule_for(path) {
+    // No rule names an object: one whose key ends like a rule's (`result.data` of an event)
+    // is walked into.
+    if let Some(kind) = rule_for(path).filter(|_| !v.is_object()) {
         apply(kind, v);
         return;
     }
@@ -530,144 +567,6 @@ impl Net {
     }
 }
 
-/// A minimal WebSocket client (RFC 6455: masked text frames out, pings answered), so that
-/// each message is seen exactly as the node sends it.
-struct Ws {
-    stream: TcpStream,
-    /// Messages read while waiting for something else.
-    stash: VecDeque<Value>,
-    next_id: u64,
-}
-
-impl Ws {
-    fn connect(port: u16) -> Result<Ws, String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-        stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
-        let request = format!(
-            "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-             Sec-WebSocket-Version: 13\r\n\r\n"
-        );
-        stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
-        // Byte by byte, so that no frame after the head is consumed.
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).map_err(|e| format!("handshake: {e}"))?;
-            head.push(byte[0]);
-            if head.len() > 16 << 10 {
-                return Err("handshake answer too long".into());
-            }
-        }
-        let head = String::from_utf8_lossy(&head);
-        if !head.starts_with("HTTP/1.1 101") {
-            return Err(format!("handshake refused: {}", head.lines().next().unwrap_or("")));
-        }
-        Ok(Ws { stream, stash: VecDeque::new(), next_id: 1 })
-    }
-
-    fn write_frame(&mut self, opcode: u8, payload: &[u8]) {
-        let mut frame = vec![0x80 | opcode];
-        match payload.len() {
-            n if n < 126 => frame.push(0x80 | n as u8),
-            n if n <= 0xffff => {
-                frame.push(0x80 | 126);
-                frame.extend((n as u16).to_be_bytes());
-            }
-            n => {
-                frame.push(0x80 | 127);
-                frame.extend((n as u64).to_be_bytes());
-            }
-        }
-        let mask = [0x37, 0xfa, 0x21, 0x3d];
-        frame.extend(mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.stream.write_all(&frame).expect("WebSocket write");
-    }
-
-    fn read_exact(&mut self, buf: &mut [u8], deadline: Instant) {
-        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-        self.stream.set_read_timeout(Some(left)).expect("read timeout");
-        self.stream.read_exact(buf).expect("a WebSocket message in time");
-    }
-
-    /// The next data message, answering pings on the way.
-    fn read_message(&mut self, deadline: Instant) -> Value {
-        let mut message = Vec::new();
-        loop {
-            let mut head = [0u8; 2];
-            self.read_exact(&mut head, deadline);
-            let (fin, opcode, masked) = (head[0] & 0x80 != 0, head[0] & 0x0f, head[1] & 0x80 != 0);
-            let len = match head[1] & 0x7f {
-                126 => {
-                    let mut n = [0u8; 2];
-                    self.read_exact(&mut n, deadline);
-                    u64::from(u16::from_be_bytes(n))
-                }
-                127 => {
-                    let mut n = [0u8; 8];
-                    self.read_exact(&mut n, deadline);
-                    u64::from_be_bytes(n)
-                }
-                n => u64::from(n),
-            };
-            let mut mask = [0u8; 4];
-            if masked {
-                self.read_exact(&mut mask, deadline);
-            }
-            let mut payload = vec![0u8; usize::try_from(len).expect("frame length")];
-            self.read_exact(&mut payload, deadline);
-            if masked {
-                payload.iter_mut().enumerate().for_each(|(i, b)| *b ^= mask[i % 4]);
-            }
-            match opcode {
-                0x9 => self.write_frame(0xa, &payload),
-                0xa => {}
-                0x8 => panic!("the node closed the WebSocket: {payload:?}"),
-                0x0..=0x2 => {
-                    message.extend(payload);
-                    if fin {
-                        return serde_json::from_slice(&message).expect("a JSON message");
-                    }
-                }
-                other => panic!("unexpected WebSocket opcode {other}"),
-            }
-        }
-    }
-
-    /// Sends a call and returns (request, answer); notifications read meanwhile are kept.
-    fn call(&mut self, method: &str, params: Value) -> (Value, Value) {
-        let id = self.next_id;
-        self.next_id += 1;
-        let request = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
-        self.write_frame(0x1, request.to_string().as_bytes());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let message = self.read_message(deadline);
-            if message.get("id") == Some(&json!(id)) {
-                return (request, message);
-            }
-            self.stash.push_back(message);
-        }
-    }
-
-    /// The next notification of subscription `id`; other messages stay in the stash.
-    fn notification(&mut self, id: &Value) -> Value {
-        let mine = |m: &Value| m["params"]["subscription"] == *id;
-        if let Some(at) = self.stash.iter().position(mine) {
-            return self.stash.remove(at).expect("stashed");
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let message = self.read_message(deadline);
-            if mine(&message) {
-                return message;
-            }
-            self.stash.push_back(message);
-        }
-    }
-}
-
 fn forged(mut tx: Tx) -> Tx {
     tx.signature.0[10] ^= 0x55;
     tx
@@ -744,7 +643,19 @@ impl Run {
             let id = n.result(i, "status", json!({}))["node_info"]["id"].clone();
             let text = id.as_str().expect("node id");
             g.in_addrs.push((format!("/p2p/{text}"), format!("/p2p/<peer-id:node{i}>")));
-            g.redact(id, format!("<peer-id:node{i}>"));
+            g.redact(id, format!("<node-id:node{i}>"));
+            let status = n.result(i, "status", json!({}));
+            let peer = status["node_info"]["other"]["peer_id"].clone();
+            let text = peer.as_str().expect("peer id");
+            g.in_addrs.push((format!("/p2p/{text}"), format!("/p2p/<peer-id:node{i}>")));
+            g.redact(peer, format!("<peer-id:node{i}>"));
+            // A full node shows its node key as its validator key.
+            if status["validator_info"]["voting_power"] == "0" {
+                let key = status["validator_info"]["pub_key"]["value"].clone();
+                g.redact(key, format!("<base64:node{i}-key>"));
+            }
+            let rpc = status["node_info"]["other"]["rpc_address"].clone();
+            g.redact(rpc, format!("<addr:node{i}-rpc>"));
         }
         Run { n, g }
     }
@@ -785,24 +696,19 @@ impl Run {
     }
 
     /// Subscribes to `query` over the WebSocket, checked as case `case`; returns the
-    /// subscription id, shown in every case as `<type:subscription-N>`.
-    fn subscribe(&mut self, ws: &mut Ws, case: &str, query: &str, n: u32) -> Value {
+    /// subscribe call's id, which its events carry.
+    fn subscribe(&mut self, ws: &mut Ws, case: &str, query: &str, _n: u32) -> Value {
         let (request, answer) = ws.call("subscribe", json!({ "query": query }));
-        let id = answer["result"].clone();
-        let kind = match &id {
-            Value::Number(_) => "u64",
-            Value::String(_) => "string",
-            _ => panic!("subscribe {query}: {answer}"),
-        };
-        self.g.redact(id.clone(), format!("<{kind}:subscription-{n}>"));
+        assert_eq!(answer["result"], json!({}), "subscribe {query}: {answer}");
+        let id = request["id"].clone();
         let request = json!({ "node": 0, "websocket": request });
         self.g.check(case, request, json!({ "response": answer }));
         id
     }
 
-    /// The next notification of subscription `id`, checked as case `case`.
+    /// The next event of the subscription made by call `id`, checked as case `case`.
     fn notification(&mut self, ws: &mut Ws, case: &str, query: &str, id: &Value) {
-        let note = ws.notification(id);
+        let note = ws.event(id);
         let request = json!({ "node": 0, "websocket": query });
         self.g.check(case, request, json!({ "notification": note }));
     }
@@ -842,6 +748,33 @@ impl Run {
         self.rpc("validators-latest", 0, "validators", json!({}));
         self.rpc("validators-height-1", 0, "validators", json!({ "height": "1" }));
         self.rpc("validators-above-tip", 0, "validators", json!({ "height": "999999999" }));
+
+        self.rpc("header-height-1", 0, "header", json!({ "height": "1" }));
+        self.rpc("header_by_hash-found", 0, "header_by_hash", json!({ "hash": hash1 }));
+        self.rpc("header_by_hash-unknown", 0, "header_by_hash", json!({ "hash": unknown }));
+        self.rpc("blockchain-1-2", 0, "blockchain", json!({ "minHeight": "1", "maxHeight": "2" }));
+        self.rpc(
+            "blockchain-min-above-max",
+            0,
+            "blockchain",
+            json!({ "minHeight": "3", "maxHeight": "2" }),
+        );
+        self.rpc("block_results-height-1", 0, "block_results", json!({ "height": "1" }));
+        self.rpc("abci_info", 0, "abci_info", json!({}));
+        self.rpc("consensus_params-height-1", 0, "consensus_params", json!({ "height": "1" }));
+        self.rpc("unconfirmed_txs", 0, "unconfirmed_txs", json!({}));
+        self.rpc("genesis_chunked-0", 0, "genesis_chunked", json!({ "chunk": "0" }));
+        self.rpc("genesis_chunked-1", 0, "genesis_chunked", json!({ "chunk": "1" }));
+        self.rpc("dump_consensus_state", 1, "dump_consensus_state", json!({}));
+        let q = json!({ "query": "block.height <= 2", "order_by": "desc" });
+        self.rpc("block_search-first-two", 0, "block_search", q);
+        let q = json!({ "query": "block.height <= 2 AND tm.event = 'Tx'" });
+        self.rpc("block_search-nothing", 0, "block_search", q);
+        self.rpc("tx_search-bad-query", 0, "tx_search", json!({ "query": "tx.height >> 2" }));
+        let q = json!({ "query": "tx.height = 1", "order_by": "sideways" });
+        self.rpc("tx_search-bad-order", 0, "tx_search", q);
+        let q = json!({ "query": "no.such.attribute = 'x'" });
+        self.rpc("tx_search-unknown-attribute", 0, "tx_search", q);
 
         self.rpc("unknown-method", 0, "no_such_method", json!({}));
         let query = json!({ "query": "tm.event='NewBlock'" });
@@ -957,6 +890,25 @@ impl Run {
         let params = json!({ "address": absent, "prove": true });
         self.rpc("account-absent-prove", 0, "account", params);
         self.rpc("account-malformed", 0, "account", json!({ "address": "zz" }));
+        let q = json!({ "query": format!("transfer.sender = '{sender}'"), "prove": true });
+        self.rpc("tx_search-by-sender-prove", 0, "tx_search", q);
+        let batch = self.n.net.account_key(BATCH).public().to_hex();
+        let to = recipient.trim_start_matches("0x");
+        let query = format!("transfer.recipient = '{to}' AND transfer.sender = '{batch}'");
+        let q = json!({ "query": query, "per_page": "1", "page": "2" });
+        self.rpc("tx_search-by-recipient-page-2", 0, "tx_search", q);
+        let q = json!({ "path": "/account", "data": sender, "prove": true });
+        self.rpc("abci_query-account-prove", 0, "abci_query", q);
+        self.rpc(
+            "abci_query-unknown-path",
+            0,
+            "abci_query",
+            json!({ "path": "/store", "data": "00" }),
+        );
+        let tx = b64(&self.n.net.signed_transfer(FOLLOWED, RECIPIENT, 5, 1));
+        self.rpc("check_tx-ok", 0, "check_tx", json!({ "tx": tx }));
+        let tx = b64(&self.n.net.signed_transfer(FOLLOWED, RECIPIENT, 5, 7));
+        self.rpc("check_tx-bad-nonce", 0, "check_tx", json!({ "tx": tx }));
         self.rpc("account-missing-address", 0, "account", json!({}));
         self.rpc("num_unconfirmed_txs-after-transfers", 0, "num_unconfirmed_txs", json!({}));
         self.rpc("status-after-transfers", 0, "status", json!({}));

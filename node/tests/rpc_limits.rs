@@ -3,10 +3,8 @@
 
 mod common;
 
+use common::ws::Ws;
 use common::{b64, Testnet};
-use jsonrpsee::core::client::{ClientT, SubscriptionClientT};
-use jsonrpsee::core::params::ObjectParams;
-use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -28,14 +26,8 @@ fn small_limits(t: &mut toml::Table) {
     consensus.insert("timeout_commit_ms".into(), 1500.into());
 }
 
-fn query(q: &str) -> ObjectParams {
-    let mut p = ObjectParams::new();
-    p.insert("query", q).expect("query param");
-    p
-}
-
-async fn ws(net: &Testnet) -> WsClient {
-    WsClientBuilder::default().build(net.ws_url(0)).await.expect("ws connect")
+fn rpc_port(net: &Testnet) -> u16 {
+    net.rpc_url(0).rsplit(':').next().and_then(|p| p.parse().ok()).expect("port")
 }
 
 /// Declares a body of `len` bytes and sends only its first KiB: the node must answer from
@@ -89,34 +81,28 @@ fn each_rpc_limit_refuses_with_a_json_rpc_error_and_the_node_carries_on_slow() {
     assert!(e["message"].as_str().unwrap_or("").contains("at most 100"), "{e}");
     node_carries_on(&net);
 
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        // Subscriptions per connection.
-        let client = ws(&net).await;
-        let q = "tm.event='NewBlock'";
-        let _a = client.subscribe::<Value, _>("subscribe", query(q), "unsubscribe_id").await;
-        let _b = client.subscribe::<Value, _>("subscribe", query(q), "unsubscribe_id").await;
-        let third = client.subscribe::<Value, _>("subscribe", query(q), "unsubscribe_id").await;
-        let e = third.expect_err("a third subscription on the connection is refused");
-        assert!(e.to_string().contains("Too many subscriptions"), "{e}");
-        drop(client);
+    // Subscriptions per connection.
+    let mut client = Ws::connect(rpc_port(&net)).expect("ws");
+    for q in ["tm.event='NewBlock'", "tm.event='Tx'"] {
+        let (_, answer) = client.call("subscribe", json!({ "query": q }));
+        assert_eq!(answer["result"], json!({}), "{answer}");
+    }
+    let (_, third) = client.call("subscribe", json!({ "query": "tm.event='NewBlockHeader'" }));
+    let message = third["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("too many subscriptions"), "a third is refused: {third}");
+    drop(client);
 
-        // Open connections: CONNECTIONS_MAX WebSocket clients hold every slot.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut clients = Vec::new();
-        for _ in 0..CONNECTIONS_MAX {
-            clients.push(ws(&net).await);
-        }
-        let (status, reply) = tokio::task::block_in_place(|| {
-            net.post_raw(0, br#"{"jsonrpc":"2.0","id":1,"method":"status"}"#)
-        });
-        assert_eq!(status, 429, "{reply}");
-        assert_eq!(reply["error"]["code"], -32005, "{reply}");
-        assert!(reply["error"]["message"].as_str().unwrap_or("").contains("rpc.connections_max"));
-        let health: Value = clients[0].request("health", ObjectParams::new()).await.expect("held");
-        assert_eq!(health, json!({}));
-        drop(clients);
-    });
+    // Open WebSocket connections: CONNECTIONS_MAX clients hold every slot, one more upgrade
+    // is refused with a JSON-RPC error, and the held ones still answer.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut clients: Vec<Ws> =
+        (0..CONNECTIONS_MAX).map(|_| Ws::connect(rpc_port(&net)).expect("ws")).collect();
+    let refused = Ws::connect(rpc_port(&net)).err().expect("one more is refused");
+    assert!(refused.contains("429"), "{refused}");
+    let (_, health) = clients[0].call("health", json!({}));
+    assert_eq!(health["result"], json!({}));
+    assert!(net.metric(0, "tally_rpc_connections_refused_total") >= 1);
+    drop(clients);
     std::thread::sleep(Duration::from_millis(300));
     node_carries_on(&net);
 
@@ -190,7 +176,7 @@ fn a_full_mempool_refuses_txs_before_checking_their_signatures() {
         .collect();
     assert_eq!(reasons, ["ok", "ok", "ok", "mempool_full", "mempool_full", "mempool_full"]);
     assert_eq!(reply["accepted"], 3, "{reply}");
-    assert_eq!(reply["results"][0]["hash"], txs[0].hash().0.to_hex(), "{reply}");
+    assert_eq!(reply["results"][0]["hash"], txs[0].hash().0.to_hex().to_uppercase(), "{reply}");
     assert!(reply["results"][3].get("hash").is_none(), "{reply}");
     let metrics = net.metrics(0);
     assert!(metrics.contains("tally_tx_refused_full_total{source=\"rpc\"} 3"), "{metrics}");

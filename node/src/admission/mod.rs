@@ -62,6 +62,38 @@ pub enum SubmitError {
 }
 
 impl SubmitError {
+    /// The stable code of the refusal (CometBFT's `code`, in codespace "tally"; the README
+    /// lists them). 0 is never used: it means accepted.
+    pub fn code(&self) -> u32 {
+        match self {
+            SubmitError::Decode(_) => 1,
+            SubmitError::Stateless(_) => 2,
+            SubmitError::Signature(_) => 3,
+            SubmitError::Mempool(MempoolError::AlreadyKnown(_)) => 4,
+            SubmitError::Mempool(MempoolError::BadNonce { .. }) => 5,
+            SubmitError::Mempool(MempoolError::InsufficientBalance { .. }) => 6,
+            SubmitError::Mempool(MempoolError::Full { .. } | MempoolError::SenderFull(_)) => 7,
+            SubmitError::TooManyWaiters(_) | SubmitError::TooManyAsync(_) => 8,
+            SubmitError::Syncing => 9,
+            SubmitError::ShuttingDown => 10,
+            SubmitError::Encoding(_) => 11,
+        }
+    }
+
+    /// Whether the refusal is about the tx (a result with a code) rather than about the
+    /// request or the node's state (a JSON-RPC error): the base64 is broken, or the node
+    /// is syncing, busy or stopping.
+    pub fn is_about_the_tx(&self) -> bool {
+        !matches!(
+            self,
+            SubmitError::Encoding(_)
+                | SubmitError::Syncing
+                | SubmitError::TooManyWaiters(_)
+                | SubmitError::TooManyAsync(_)
+                | SubmitError::ShuttingDown
+        )
+    }
+
     /// A stable machine-readable reason, in the error's `data.reason`.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -195,6 +227,25 @@ impl Admission {
             None => return Err(SubmitError::ShuttingDown),
         }
         self.admit(tx, bytes.len() as u64)
+    }
+
+    /// Runs every check `submit_tx` runs (decoding, the stateless rules, the signature, the
+    /// mempool's nonce, balance and room), admitting nothing (CometBFT's `check_tx`).
+    pub async fn check_tx(&self, bytes: Vec<u8>) -> Result<TxHash, SubmitError> {
+        let tx = self.decode_checked(&bytes)?;
+        let item = OwnedItem {
+            key: tx.transfer.from,
+            message: tx.signing_bytes(self.chain.chain_id()),
+            signature: tx.signature,
+        };
+        match self.sigverify.submit(vec![item]).await.wait().await.pop() {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(SubmitError::ShuttingDown),
+        }
+        let hash = tx.hash();
+        self.chain.check(&tx, &hash, bytes.len() as u64)?;
+        Ok(hash)
     }
 
     /// Like `submit_tx`, but answers once the tx decodes; the checks run in the background

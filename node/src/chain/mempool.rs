@@ -83,6 +83,24 @@ pub struct Mempool {
     bytes: u64,
 }
 
+/// A sender's checks on its next tx: room among its pending txs, the nonce after them, and
+/// the balance left after them.
+fn check_sender_with(limits: &MempoolLimits, sender: &Sender, tx: &Tx) -> Result<(), MempoolError> {
+    let t = &tx.transfer;
+    if sender.by_nonce.len() >= limits.txs_per_sender_max {
+        return Err(MempoolError::SenderFull(sender.by_nonce.len()));
+    }
+    let expected = sender.next_nonce();
+    let available = sender.committed.balance.saturating_sub(sender.spent);
+    if t.nonce != expected {
+        Err(MempoolError::BadNonce { expected, got: t.nonce })
+    } else if t.amount > available {
+        Err(MempoolError::InsufficientBalance { available, amount: t.amount })
+    } else {
+        Ok(())
+    }
+}
+
 impl Mempool {
     pub fn new(limits: MempoolLimits) -> Mempool {
         Mempool {
@@ -127,6 +145,39 @@ impl Mempool {
         Sifter { mempool: self, nonces: Map::default(), passed: Set::default(), committed }
     }
 
+    /// Whether [`Mempool::insert`] would admit this signature-checked tx, without admitting
+    /// it (CometBFT's `check_tx`): the same checks in the same order.
+    pub fn check(
+        &self,
+        tx: &Tx,
+        hash: &TxHash,
+        bytes: u64,
+        committed: impl FnOnce(&PublicKey) -> Account,
+    ) -> Result<(), MempoolError> {
+        self.check_room(hash, bytes)?;
+        let t = &tx.transfer;
+        match self.senders.get(&t.from) {
+            Some(sender) => check_sender_with(&self.limits, sender, tx),
+            None => {
+                let sender =
+                    Sender { committed: committed(&t.from), by_nonce: BTreeMap::new(), spent: 0 };
+                check_sender_with(&self.limits, &sender, tx)
+            }
+        }
+    }
+
+    fn check_room(&self, hash: &TxHash, bytes: u64) -> Result<(), MempoolError> {
+        if self.by_hash.contains_key(hash) {
+            return Err(MempoolError::AlreadyKnown(*hash));
+        }
+        if self.by_hash.len() >= self.limits.txs_max
+            || self.bytes.saturating_add(bytes) > self.limits.bytes_max
+        {
+            return Err(MempoolError::Full { txs: self.by_hash.len(), bytes: self.bytes });
+        }
+        Ok(())
+    }
+
     /// Admits a signature-checked tx. `committed` reads the sender's committed account; it is
     /// called only if the sender has no pending tx yet.
     pub fn insert(
@@ -136,33 +187,14 @@ impl Mempool {
         bytes: u64,
         committed: impl FnOnce(&PublicKey) -> Account,
     ) -> Result<(), MempoolError> {
-        if self.by_hash.contains_key(&hash) {
-            return Err(MempoolError::AlreadyKnown(hash));
-        }
-        if self.by_hash.len() >= self.limits.txs_max
-            || self.bytes.saturating_add(bytes) > self.limits.bytes_max
-        {
-            return Err(MempoolError::Full { txs: self.by_hash.len(), bytes: self.bytes });
-        }
+        self.check_room(&hash, bytes)?;
         let t = &tx.transfer;
         let sender = self.senders.entry(t.from).or_insert_with(|| Sender {
             committed: committed(&t.from),
             by_nonce: BTreeMap::new(),
             spent: 0,
         });
-        if sender.by_nonce.len() >= self.limits.txs_per_sender_max {
-            return Err(MempoolError::SenderFull(sender.by_nonce.len()));
-        }
-        let committed = sender.committed;
-        let expected = sender.next_nonce();
-        let available = committed.balance.saturating_sub(sender.spent);
-        let verdict = if t.nonce != expected {
-            Err(MempoolError::BadNonce { expected, got: t.nonce })
-        } else if t.amount > available {
-            Err(MempoolError::InsufficientBalance { available, amount: t.amount })
-        } else {
-            Ok(())
-        };
+        let verdict = check_sender_with(&self.limits, sender, &tx);
         if let Err(e) = verdict {
             if sender.by_nonce.is_empty() {
                 self.senders.remove(&t.from);

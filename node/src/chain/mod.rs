@@ -13,9 +13,12 @@
 //! - every query goes through a [`ChainReader`], which can only read.
 
 pub mod mempool;
+pub mod query;
 mod reader;
+pub mod search;
 
 pub use reader::{AccountView, ChainReader, FoundTx, TipView};
+pub use search::Search;
 
 use crate::config::MempoolConfig;
 use crate::metrics::Metrics;
@@ -211,6 +214,12 @@ impl Chain {
     pub fn insert(&self, tx: Tx, hash: TxHash, len: u64) -> Result<(), MempoolError> {
         let mut mempool = self.mempool.lock();
         mempool.insert(tx, hash, len, |from| self.ledger.read().account(from))
+    }
+
+    /// Whether [`Chain::insert`] would take this tx now, without inserting it.
+    pub fn check(&self, tx: &Tx, hash: &TxHash, len: u64) -> Result<(), MempoolError> {
+        let mempool = self.mempool.lock();
+        mempool.check(tx, hash, len, |from| self.ledger.read().account(from))
     }
 
     /// Sifts gossiped batches before their signatures are checked, under one mempool lock

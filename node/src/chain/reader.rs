@@ -36,8 +36,9 @@ pub struct AccountView {
 pub struct TipView {
     pub tip: Option<(Height, BlockHash)>,
     pub header: Option<Header>,
-    /// The first height whose block this node holds.
-    pub earliest: u64,
+    /// The first height whose block this node holds, and its header (none before the first
+    /// block).
+    pub earliest: (u64, Option<Header>),
 }
 
 /// Why a query failed (a store read; never the caller's fault).
@@ -174,14 +175,23 @@ impl ChainReader {
         (m.len(), m.bytes())
     }
 
+    /// Up to `limit` pending txs, oldest first.
+    pub fn pending_txs(&self, limit: usize) -> Vec<Tx> {
+        self.chain.oldest_pending(limit)
+    }
+
     pub fn tip(&self) -> TipView {
         let ledger = self.chain.ledger.read();
         let tip = ledger.tip();
         let header = tip.and_then(|(h, _)| ledger.store().header(h).ok().flatten());
-        let earliest = match ledger.store().base().ok().flatten() {
+        let first = match ledger.store().base().ok().flatten() {
             Some(base) => base.next().0,
             None => u64::from(tip.is_some()),
         };
-        TipView { tip, header, earliest }
+        let first_header = match first {
+            0 => None,
+            h => ledger.store().header(Height(h)).ok().flatten(),
+        };
+        TipView { tip, header, earliest: (first, first_header) }
     }
 }

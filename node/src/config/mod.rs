@@ -24,6 +24,7 @@ pub struct Config {
     pub snapshots: SnapshotsConfig,
     pub state_sync: StateSyncConfig,
     pub storage: StorageConfig,
+    pub tx_index: TxIndexConfig,
     pub log: LogConfig,
 }
 
@@ -195,6 +196,27 @@ pub struct StorageConfig {
     pub cache_mib: u64,
 }
 
+/// The index of committed transfers by account, for `tx_search` (CometBFT's
+/// `[tx_index]`). `tx`, the lookup by hash, works whatever this says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TxIndexConfig {
+    /// "kv" keeps the index (data/tx_events.redb), "null" keeps none (and `tx_search`
+    /// answers that indexing is off).
+    pub indexer: String,
+    /// Most candidates (index keys or txs) one search may examine before it fails asking
+    /// for a narrower query; bounds the work of one call.
+    pub scan_max: u64,
+    /// The index's page cache, in MiB.
+    pub cache_mib: u64,
+}
+
+impl Default for TxIndexConfig {
+    fn default() -> Self {
+        TxIndexConfig { indexer: "kv".into(), scan_max: 10_000_000, cache_mib: 64 }
+    }
+}
+
 impl StorageConfig {
     pub fn cache_bytes(&self) -> usize {
         usize::try_from(self.cache_mib << 20).unwrap_or(usize::MAX)
@@ -229,6 +251,7 @@ impl Default for Config {
             snapshots: SnapshotsConfig::default(),
             state_sync: StateSyncConfig::default(),
             storage: StorageConfig::default(),
+            tx_index: TxIndexConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -390,6 +413,17 @@ impl Config {
         if self.consensus.sync_request_timeout_ms < 100 {
             bail!("consensus.sync_request_timeout_ms must be at least 100");
         }
+        if !matches!(self.tx_index.indexer.as_str(), "kv" | "null") {
+            bail!("tx_index.indexer must be \"kv\" or \"null\", not {:?}", self.tx_index.indexer);
+        }
+        if self.tx_index.scan_max == 0
+            || self.tx_index.cache_mib == 0
+            || self.tx_index.cache_mib > 1 << 20
+        {
+            bail!(
+                "tx_index.scan_max must be positive and tx_index.cache_mib between 1 and 1048576"
+            );
+        }
         if self.storage.cache_mib == 0 || self.storage.cache_mib > 1 << 20 {
             bail!("storage.cache_mib must be between 1 and 1048576");
         }
@@ -477,6 +511,11 @@ impl Home {
     pub fn node_key(&self) -> PathBuf {
         self.root.join("keys").join("node_key.json")
     }
+    /// The event index (`tx_index.indexer = "kv"`).
+    pub fn event_index(&self) -> PathBuf {
+        self.data().join("tx_events.redb")
+    }
+
     pub fn data(&self) -> PathBuf {
         self.root.join("data")
     }

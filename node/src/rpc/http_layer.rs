@@ -10,7 +10,8 @@
 //! - a request refused because `rpc.connections_max` connections are open gets a JSON-RPC
 //!   error body (code -32005) instead of jsonrpsee's plain-text 429, so every refusal is a
 //!   JSON-RPC error; it is counted in `tally_rpc_connections_refused_total`;
-//! - everything else (POST, WebSocket) passes through untouched.
+//! - a WebSocket upgrade, on any path, is served by `ws.rs` (CometBFT's WebSocket);
+//! - everything else (POST) passes through untouched.
 
 use super::RpcContext;
 use futures::future::BoxFuture;
@@ -28,7 +29,7 @@ use tower::{Layer, Service};
 pub const STATUS_PAGE: &str = include_str!("status_page.html");
 
 /// JSON-RPC's own code for a request that cannot be served as sent.
-const INVALID_REQUEST: i32 = -32600;
+pub const INVALID_REQUEST: i32 = -32600;
 
 /// The JSON-RPC error code of a request refused at `rpc.connections_max`.
 pub const TOO_MANY_CONNECTIONS: i32 = -32005;
@@ -38,11 +39,17 @@ pub struct NodeHttpLayer {
     ctx: Arc<RpcContext>,
     /// The methods the URI form may call (the server's, without the subscriptions).
     uri_methods: Arc<BTreeSet<String>>,
+    /// What WebSocket connections call.
+    tables: super::ws::Tables,
 }
 
 impl NodeHttpLayer {
-    pub fn new(ctx: Arc<RpcContext>, uri_methods: Arc<BTreeSet<String>>) -> NodeHttpLayer {
-        NodeHttpLayer { ctx, uri_methods }
+    pub fn new(
+        ctx: Arc<RpcContext>,
+        uri_methods: Arc<BTreeSet<String>>,
+        tables: super::ws::Tables,
+    ) -> NodeHttpLayer {
+        NodeHttpLayer { ctx, uri_methods, tables }
     }
 }
 
@@ -50,7 +57,12 @@ impl<S> Layer<S> for NodeHttpLayer {
     type Service = NodeHttp<S>;
 
     fn layer(&self, inner: S) -> NodeHttp<S> {
-        NodeHttp { inner, ctx: self.ctx.clone(), uri_methods: self.uri_methods.clone() }
+        NodeHttp {
+            inner,
+            ctx: self.ctx.clone(),
+            uri_methods: self.uri_methods.clone(),
+            tables: self.tables.clone(),
+        }
     }
 }
 
@@ -59,6 +71,7 @@ pub struct NodeHttp<S> {
     inner: S,
     ctx: Arc<RpcContext>,
     uri_methods: Arc<BTreeSet<String>>,
+    tables: super::ws::Tables,
 }
 
 impl<S, B> Service<HttpRequest<B>> for NodeHttp<S>
@@ -81,6 +94,16 @@ where
             && !jsonrpsee::server::ws::is_upgrade_request(&req);
         if is_page && self.ctx.config.status_page {
             return Box::pin(async { Ok(page_response()) });
+        }
+        if jsonrpsee::server::ws::is_upgrade_request(&req) {
+            let response = match self.ctx.ws_slots.clone().try_acquire_owned() {
+                Ok(permit) => super::ws::accept(self.ctx.clone(), self.tables.clone(), req, permit),
+                Err(_) => {
+                    self.ctx.metrics.rpc_connections_refused.inc();
+                    too_many_connections(self.ctx.config.connections_max)
+                }
+            };
+            return Box::pin(async move { Ok(response) });
         }
         let req = match self.uri_form(req) {
             Ok(req) => req,

@@ -27,7 +27,7 @@ impl<S> RpcMetrics<S> {
     }
 }
 
-fn labels(known: &BTreeSet<String>, method: &str) -> Labels {
+pub(super) fn labels(known: &BTreeSet<String>, method: &str) -> Labels {
     let name = if known.contains(method) { method } else { "unknown" };
     vec![("method", name.to_string())]
 }

@@ -14,18 +14,21 @@
 mod http_layer;
 mod json;
 mod middleware;
-mod query;
+pub mod refusals;
 mod subscriptions;
+mod ws;
 
 pub use http_layer::{STATUS_PAGE, TOO_MANY_CONNECTIONS};
-pub use query::{EventQuery, QueryError, QUERY_BYTES_MAX};
+pub use subscriptions::{subscribe_in_process, Subscription};
 
 use crate::admission::{Admission, SubmitError};
-use crate::chain::ChainReader;
+use crate::chain::query::EventQuery;
+use crate::chain::search::{Page, SearchError};
+use crate::chain::{ChainReader, Search};
 use crate::config::RpcConfig;
 use crate::metrics::Metrics;
 use crate::notify::Notify;
-use json::{b64, BlockResult, CommitJson, HeaderJson, TxJson};
+use json::{b64, BlockResult, CommitJson, HeaderJson};
 use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{BatchRequestConfig, PingConfig, Server, ServerConfig, ServerHandle};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
@@ -39,12 +42,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tally_consensus::Height;
 use tally_crypto::{Hash, PublicKey};
-use tally_ledger::TxHash;
+use tally_ledger::{Block, Header, Tx, TxHash};
 use tally_network::NetworkHandle;
 
 /// The node's identity, for `status` and `net_info`.
 pub struct NodeInfo {
     pub peer_id: String,
+    /// The node key (the libp2p identity): `node_info.id` is CometBFT's id of it.
+    pub node_key: PublicKey,
     pub listen_addr: String,
     pub moniker: String,
     pub validator_key: Option<PublicKey>,
@@ -54,27 +59,34 @@ pub struct NodeInfo {
 pub struct RpcContext {
     admission: Arc<Admission>,
     chain: ChainReader,
+    search: Arc<Search>,
     notify: Arc<Notify>,
     metrics: Arc<Metrics>,
     config: RpcConfig,
     info: NodeInfo,
     net: NetworkHandle,
     subscriptions: subscriptions::Registry,
+    /// One permit per open WebSocket connection (`rpc.connections_max` of them).
+    ws_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl RpcContext {
     pub fn new(
         admission: Arc<Admission>,
         chain: ChainReader,
+        search: Arc<Search>,
         notify: Arc<Notify>,
         metrics: Arc<Metrics>,
         config: RpcConfig,
         info: NodeInfo,
         net: NetworkHandle,
     ) -> RpcContext {
+        let ws_slots = Arc::new(tokio::sync::Semaphore::new(config.connections_max as usize));
         RpcContext {
+            ws_slots,
             admission,
             chain,
+            search,
             notify,
             metrics,
             config,
@@ -289,36 +301,283 @@ fn below_base_or(ctx: &RpcContext, h: Height, what: &str) -> String {
     }
 }
 
+/// The answer of `broadcast_tx_sync`/`_async`: accepted (code 0), or refused with the
+/// refusal's stable code; refusals about the request or the node are JSON-RPC errors.
+fn broadcast_answer(bytes: &[u8], outcome: Result<TxHash, SubmitError>) -> RpcResult<Value> {
+    match outcome {
+        Ok(hash) => Ok(json!({
+            "code": 0, "data": "", "log": "", "codespace": "", "hash": json::upper(&hash.0),
+        })),
+        Err(e) if e.is_about_the_tx() => Ok(json!({
+            "code": e.code(),
+            "data": "",
+            "log": e.to_string(),
+            "codespace": refusals::CODESPACE,
+            "hash": json::upper(&Hash::digest(bytes)),
+            "reason": e.reason(),
+        })),
+        Err(e) => Err(submit_err(e)),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct BlockchainParams {
+    #[serde(alias = "minHeight")]
+    min_height: Option<IntParam>,
+    #[serde(alias = "maxHeight")]
+    max_height: Option<IntParam>,
+}
+
+#[derive(Deserialize, Default)]
+struct ValidatorsParams {
+    height: Option<IntParam>,
+    page: Option<IntParam>,
+    per_page: Option<IntParam>,
+}
+
+#[derive(Deserialize, Default)]
+struct SearchParams {
+    query: Option<String>,
+    #[serde(default)]
+    prove: BoolParam,
+    page: Option<IntParam>,
+    per_page: Option<IntParam>,
+    order_by: Option<String>,
+}
+
+impl SearchParams {
+    /// The parsed query and the page asked for (`per_page` 1 to 100, default 30, as
+    /// CometBFT; `order_by` "asc" (default) or "desc").
+    fn plan(&self) -> RpcResult<(EventQuery, u64, u64, bool)> {
+        let query = self.query.as_deref().ok_or_else(|| invalid("missing parameter: query"))?;
+        let query = EventQuery::parse(query).map_err(|e| invalid(format!("query: {e}")))?;
+        let ascending = match self.order_by.as_deref().unwrap_or("") {
+            "" | "asc" => true,
+            "desc" => false,
+            other => return Err(invalid(format!("order_by: {other:?}; give \"asc\" or \"desc\""))),
+        };
+        let per_page = self.per_page.map_or(PER_PAGE_DEFAULT, IntParam::get).clamp(1, PER_PAGE_MAX);
+        let page = self.page.map_or(1, IntParam::get);
+        if page == 0 {
+            return Err(invalid("page should be 1 or more"));
+        }
+        Ok((query, page, per_page, ascending))
+    }
+}
+
+fn search_err(e: SearchError) -> ErrorObjectOwned {
+    match e {
+        SearchError::Off | SearchError::TooBroad(_) => invalid(e.to_string()),
+        e => internal(e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct LimitParams {
+    limit: Option<IntParam>,
+}
+
+#[derive(Deserialize, Default)]
+struct ChunkParams {
+    chunk: Option<IntParam>,
+}
+
+#[derive(Deserialize, Default)]
+struct AbciQueryParams {
+    path: Option<String>,
+    data: Option<String>,
+    height: Option<IntParam>,
+    #[serde(default)]
+    prove: BoolParam,
+}
+
+/// Most block metas one `blockchain` call returns (CometBFT's).
+const BLOCKCHAIN_METAS_MAX: u64 = 20;
+/// `per_page` of `validators` when not given, and its most (CometBFT's).
+const PER_PAGE_DEFAULT: u64 = 30;
+const PER_PAGE_MAX: u64 = 100;
+/// The size of one `genesis_chunked` chunk (CometBFT's 16 MiB).
+const GENESIS_CHUNK_BYTES: usize = 16 * 1024 * 1024;
+
+/// `page` and `per_page` checked as CometBFT checks them: pages from 1, `per_page` 1 to
+/// [`PER_PAGE_MAX`] (larger is clamped); returns (skip, take).
+fn paging(page: Option<IntParam>, per_page: Option<IntParam>, total: u64) -> RpcResult<(u64, u64)> {
+    let per_page = per_page.map_or(PER_PAGE_DEFAULT, IntParam::get).clamp(1, PER_PAGE_MAX);
+    let pages = total.div_ceil(per_page).max(1);
+    let page = page.map_or(1, IntParam::get);
+    if page == 0 || page > pages {
+        return Err(invalid(format!("page should be within [1, {pages}] range, given {page}")));
+    }
+    Ok(((page - 1) * per_page, per_page))
+}
+
+/// A page past the last one is refused, as CometBFT does (page 1 of nothing is fine).
+fn check_page(page: u64, per_page: u64, total: u64) -> RpcResult<()> {
+    let pages = total.div_ceil(per_page).max(1);
+    if page > pages {
+        return Err(invalid(format!("page should be within [1, {pages}] range, given {page}")));
+    }
+    Ok(())
+}
+
+/// The commit of height `h` in CometBFT's form, if this node holds its certificate and
+/// header.
+fn commit_at(ctx: &RpcContext, h: Height) -> RpcResult<Option<(Header, CommitJson)>> {
+    let header = ctx.chain.header(h).map_err(internal)?;
+    let cert = ctx.chain.certificate(h).map_err(internal)?;
+    Ok(match (header, cert) {
+        (Some(header), Some(cert)) => {
+            let commit = CommitJson::new(&cert, ctx.chain.validators(), header.time_ms);
+            Some((header, commit))
+        }
+        _ => None,
+    })
+}
+
+/// `block` and `block_by_hash`'s answer, with the previous height's commit.
+fn block_answer(ctx: &RpcContext, block: &Block) -> RpcResult<Value> {
+    let h = block.header.height;
+    let last_commit = match h.0 {
+        0 | 1 => None,
+        _ => commit_at(ctx, Height(h.0 - 1))?.map(|(_, c)| c),
+    };
+    serde_json::to_value(BlockResult::new(block, last_commit)).map_err(internal)
+}
+
+fn block_at(ctx: &RpcContext, h: Height) -> RpcResult<Block> {
+    let block = ctx.chain.block(h).map_err(internal)?;
+    block.ok_or_else(|| err(codes::NOT_FOUND, below_base_or(ctx, h, "no block")))
+}
+
+/// The genesis document `genesis` answers, as bytes (for `genesis_chunked`).
+fn genesis_bytes(ctx: &RpcContext) -> RpcResult<Vec<u8>> {
+    serde_json::to_vec(&json::genesis(ctx.chain.genesis())).map_err(internal)
+}
+
 pub fn module(ctx: Arc<RpcContext>) -> anyhow::Result<RpcModule<RpcContext>> {
     let mut m = RpcModule::from_arc(ctx);
     m.register_method("health", |_, _, _| RpcResult::Ok(json!({})))?;
     m.register_method("status", |_, s, _| RpcResult::Ok(json::status(s, s.chain.tip())))?;
-    m.register_method("genesis", |_, s, _| RpcResult::Ok(json!({ "genesis": s.chain.genesis() })))?;
+    m.register_method("genesis", |_, s, _| {
+        RpcResult::Ok(json!({ "genesis": json::genesis(s.chain.genesis()) }))
+    })?;
+    m.register_method("genesis_chunked", |p, s, _| {
+        let q: ChunkParams = parse(&p)?;
+        let bytes = genesis_bytes(s)?;
+        let chunks: Vec<&[u8]> = bytes.chunks(GENESIS_CHUNK_BYTES).collect();
+        let i = q.chunk.map_or(0, IntParam::get);
+        let chunk = usize::try_from(i).ok().and_then(|i| chunks.get(i)).ok_or_else(|| {
+            invalid(format!("there are {} chunks, numbered from 0; given {i}", chunks.len()))
+        })?;
+        RpcResult::Ok(json!({
+            "chunk": i.to_string(), "total": chunks.len().to_string(), "data": b64(chunk),
+        }))
+    })?;
     m.register_async_method("net_info", |_, s, _| async move {
         let peers = s.net.peers().await.unwrap_or_default();
-        RpcResult::Ok(json::net_info(&s.info.listen_addr, &peers))
+        RpcResult::Ok(json::net_info(
+            &s.info.listen_addr,
+            s.chain.genesis().chain_id.as_str(),
+            &peers,
+        ))
     })?;
     m.register_method("consensus_state", |_, s, _| {
-        RpcResult::Ok(json::consensus_state(s.notify.consensus()))
+        let round_state = json::round_state(s.notify.consensus(), s.chain.validators());
+        RpcResult::Ok(json!({ "round_state": round_state }))
+    })?;
+    m.register_async_method("dump_consensus_state", |_, s, _| async move {
+        let round_state = json::round_state(s.notify.consensus(), s.chain.validators());
+        let peers = s.net.peers().await.unwrap_or_default();
+        let peers: Vec<Value> = peers
+            .iter()
+            .map(|p| json!({ "node_address": p.peer_id.to_string(), "peer_state": {} }))
+            .collect();
+        RpcResult::Ok(json!({ "round_state": round_state, "peers": peers }))
+    })?;
+    m.register_method("consensus_params", |p, s, _| {
+        let h = resolve_height(s, &parse(&p)?)?;
+        RpcResult::Ok(json!({
+            "block_height": h.0.to_string(),
+            "consensus_params": json::consensus_params(s.chain.genesis()),
+        }))
     })?;
     m.register_method("num_unconfirmed_txs", |_, s, _| {
         let (n, bytes) = s.chain.mempool_size();
         RpcResult::Ok(json!({
-            "n_txs": n.to_string(), "total": n.to_string(), "total_bytes": bytes.to_string()
+            "n_txs": n.to_string(), "total": n.to_string(), "total_bytes": bytes.to_string(),
+            "txs": null,
         }))
     })?;
+    m.register_method("unconfirmed_txs", |p, s, _| {
+        let q: LimitParams = parse(&p)?;
+        let limit = q.limit.map_or(PER_PAGE_DEFAULT, IntParam::get).clamp(1, PER_PAGE_MAX);
+        let (n, bytes) = s.chain.mempool_size();
+        let txs: Vec<String> =
+            s.chain.pending_txs(limit as usize).iter().map(|t| b64(&t.encode())).collect();
+        RpcResult::Ok(json!({
+            "n_txs": txs.len().to_string(), "total": n.to_string(),
+            "total_bytes": bytes.to_string(), "txs": txs,
+        }))
+    })?;
+    m.register_method("abci_info", |_, s, _| {
+        let tip = s.chain.tip();
+        RpcResult::Ok(json!({ "response": {
+            "data": "tally",
+            "version": env!("CARGO_PKG_VERSION"),
+            "app_version": json::APP_VERSION,
+            "last_block_height": tip.tip.map_or(0, |(h, _)| h.0).to_string(),
+            "last_block_app_hash": tip.header.map(|h| b64(&h.state_root.0)).unwrap_or_default(),
+        }}))
+    })?;
+    m.register_blocking_method("abci_query", |p, s, _| abci_query(&s, &parse(&p)?))?;
     m.register_blocking_method("block", |p, s, _| {
         let h = resolve_height(&s, &parse(&p)?)?;
-        let block = s.chain.block(h).map_err(internal)?;
-        let block = block.ok_or_else(|| err(codes::NOT_FOUND, below_base_or(&s, h, "no block")))?;
-        serde_json::to_value(BlockResult::new(&block)).map_err(internal)
+        block_answer(&s, &block_at(&s, h)?)
     })?;
     m.register_blocking_method("block_by_hash", |p, s, _| {
         let q: HashParams = parse(&p)?;
         let hash = parse_hash(q.hash.as_deref())?;
+        match s.chain.block_by_hash(hash).map_err(internal)? {
+            Some(block) => block_answer(&s, &block),
+            // CometBFT's answer for a hash it does not know.
+            None => RpcResult::Ok(json!({ "block_id": json::BlockId::empty(), "block": null })),
+        }
+    })?;
+    m.register_blocking_method("header", |p, s, _| {
+        let h = resolve_height(&s, &parse(&p)?)?;
+        let header = s.chain.header(h).map_err(internal)?;
+        let header =
+            header.ok_or_else(|| err(codes::NOT_FOUND, below_base_or(&s, h, "no header")))?;
+        RpcResult::Ok(json!({ "header": HeaderJson::new(&header) }))
+    })?;
+    m.register_blocking_method("header_by_hash", |p, s, _| {
+        let q: HashParams = parse(&p)?;
+        let hash = parse_hash(q.hash.as_deref())?;
         let block = s.chain.block_by_hash(hash).map_err(internal)?;
-        let block = block.ok_or_else(|| err(codes::NOT_FOUND, format!("no block {hash}")))?;
-        serde_json::to_value(BlockResult::new(&block)).map_err(internal)
+        RpcResult::Ok(json!({ "header": block.map(|b| HeaderJson::new(&b.header)) }))
+    })?;
+    m.register_blocking_method("blockchain", |p, s, _| {
+        let q: BlockchainParams = parse(&p)?;
+        let tip = s.chain.tip_height().map_or(0, |h| h.0);
+        let base = s.chain.base().map_or(1, |b| b.0 + 1);
+        let max = q.max_height.map_or(tip, IntParam::get).min(tip);
+        let max = if max == 0 { tip } else { max };
+        let min = q.min_height.map_or(1, IntParam::get).max(base);
+        let min = min.max(max.saturating_sub(BLOCKCHAIN_METAS_MAX - 1));
+        if tip > 0 && min > max {
+            return Err(invalid(format!(
+                "min height {min} can't be greater than max height {max}"
+            )));
+        }
+        let mut metas = Vec::new();
+        for h in (min..=max).rev().take_while(|h| *h > 0) {
+            metas.push(json::block_meta(&block_at(&s, Height(h))?));
+        }
+        RpcResult::Ok(json!({ "last_height": tip.to_string(), "block_metas": metas }))
+    })?;
+    m.register_blocking_method("block_results", |p, s, _| {
+        let h = resolve_height(&s, &parse(&p)?)?;
+        RpcResult::Ok(json::block_results(&block_at(&s, h)?))
     })?;
     m.register_blocking_method("commit", |p, s, _| {
         let h = resolve_height(&s, &parse(&p)?)?;
@@ -333,7 +592,7 @@ pub fn module(ctx: Arc<RpcContext>) -> anyhow::Result<RpcModule<RpcContext>> {
         RpcResult::Ok(json!({
             "signed_header": {
                 "header": HeaderJson::new(&header),
-                "commit": CommitJson::new(&cert, s.chain.validators()),
+                "commit": CommitJson::new(&cert, s.chain.validators(), header.time_ms),
             },
             "canonical": true,
             // borsh(Header) and borsh(CommitCertificate), for `tally verify` and other
@@ -346,25 +605,25 @@ pub fn module(ctx: Arc<RpcContext>) -> anyhow::Result<RpcModule<RpcContext>> {
     })?;
     m.register_method("validators", |p, s, _| {
         // The validator set is fixed by genesis: the same at every height.
-        let h = resolve_height(s, &parse(&p)?)?;
-        let vals: Vec<Value> = s
-            .chain
-            .validators()
+        let q: ValidatorsParams = parse(&p)?;
+        let h = resolve_height(s, &HeightParams { height: q.height })?;
+        let set = s.chain.validators();
+        let total = set.len() as u64;
+        let (skip, take) = paging(q.page, q.per_page, total)?;
+        let names = &s.chain.genesis().validators;
+        let vals: Vec<Value> = set
             .indexed()
+            .skip(skip as usize)
+            .take(take as usize)
             .map(|(i, v)| {
-                json!({
-                    "index": i.0,
-                    "address": v.public_key.to_hex(),
-                    "pub_key": { "type": "tally/PubKeyEd25519", "value": b64(&v.public_key.0) },
-                    "voting_power": v.voting_power.0.to_string(),
-                    "proposer_priority": "0",
-                })
+                let name = names.get(i.0 as usize).map(|g| g.name.as_str());
+                json::validator(&v.public_key, v.voting_power.0, name)
             })
             .collect();
         RpcResult::Ok(json!({
             "block_height": h.0.to_string(),
             "count": vals.len().to_string(),
-            "total": vals.len().to_string(),
+            "total": total.to_string(),
             "validators": vals,
         }))
     })?;
@@ -373,47 +632,92 @@ pub fn module(ctx: Arc<RpcContext>) -> anyhow::Result<RpcModule<RpcContext>> {
         let hash = TxHash(parse_hash(q.hash.as_deref())?);
         let found = s.chain.tx(hash, q.prove.0).map_err(internal)?;
         let found = found.ok_or_else(|| err(codes::NOT_FOUND, format!("tx {hash} not found")))?;
-        let mut out = json!({
-            "hash": hash.0.to_hex(),
-            "height": found.height.0.to_string(),
-            "index": found.index,
-            "tx_result": { "code": 0, "log": "" },
-            "tx": b64(&found.tx.encode()),
-            "transfer": TxJson::new(&found.tx, &hash),
-        });
-        if let Some((proof, root)) = &found.proof {
-            out["proof"] = json::tx_proof(&found.tx, &hash, proof, root).map_err(internal)?;
+        let proof = found.proof.as_ref().map(|(p, root)| (p, root));
+        json::tx_result(&found.tx, &hash, found.height.0, found.index, proof).map_err(internal)
+    })?;
+    m.register_blocking_method("tx_search", |p, s, _| {
+        let q: SearchParams = parse(&p)?;
+        let (query, page, per_page, ascending) = q.plan()?;
+        let want = Page { skip: (page - 1).saturating_mul(per_page), take: per_page, ascending };
+        let found = s.search.txs(&query, want, q.prove.0).map_err(search_err)?;
+        check_page(page, per_page, found.total)?;
+        let txs = found
+            .items
+            .iter()
+            .map(|f| {
+                let proof = f.proof.as_ref().map(|(p, root)| (p, root));
+                json::tx_result(&f.tx, &f.tx.hash(), f.height.0, f.index, proof)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(internal)?;
+        RpcResult::Ok(json!({ "txs": txs, "total_count": found.total.to_string() }))
+    })?;
+    m.register_blocking_method("block_search", |p, s, _| {
+        let q: SearchParams = parse(&p)?;
+        let (query, page, per_page, ascending) = q.plan()?;
+        let want = Page { skip: (page - 1).saturating_mul(per_page), take: per_page, ascending };
+        let found = s.search.blocks(&query, want).map_err(search_err)?;
+        check_page(page, per_page, found.total)?;
+        let mut blocks = Vec::with_capacity(found.items.len());
+        for h in found.items {
+            let block = block_at(&s, Height(h))?;
+            let result = BlockResult::new(&block, None);
+            blocks.push(serde_json::to_value(result).map_err(internal)?);
         }
-        RpcResult::Ok(out)
+        RpcResult::Ok(json!({ "blocks": blocks, "total_count": found.total.to_string() }))
     })?;
     m.register_blocking_method("account", |p, s, _| {
         let q: AccountParams = parse(&p)?;
         let a = q.address.ok_or_else(|| invalid("missing parameter: address"))?;
         let key = PublicKey::from_hex(a.strip_prefix("0x").unwrap_or(&a))
             .map_err(|e| invalid(format!("address: {e}")))?;
-        json::account(&key, s.chain.account(&key, q.prove.0)).map_err(internal)
+        json::account(&key, &s.chain.account(&key, q.prove.0)).map_err(internal)
+    })?;
+    m.register_async_method("check_tx", |p, s, _| async move {
+        let q: TxParams = parse(&p)?;
+        let bytes = s.admission.decode_tx_param(q.tx.as_deref()).map_err(submit_err)?;
+        match s.admission.check_tx(bytes).await {
+            Ok(_) => RpcResult::Ok(json::check_tx_result(0, "")),
+            Err(e) if e.is_about_the_tx() => {
+                RpcResult::Ok(json::check_tx_result(e.code(), &e.to_string()))
+            }
+            Err(e) => Err(submit_err(e)),
+        }
     })?;
     m.register_async_method("broadcast_tx_async", |p, s, _| async move {
         let q: TxParams = parse(&p)?;
         let bytes = s.admission.decode_tx_param(q.tx.as_deref()).map_err(submit_err)?;
-        let hash = s.admission.submit_tx_async(bytes).map_err(submit_err)?;
-        RpcResult::Ok(
-            json!({ "code": 0, "data": "", "log": "", "codespace": "", "hash": hash.0.to_hex() }),
-        )
+        let outcome = s.admission.submit_tx_async(bytes.clone());
+        broadcast_answer(&bytes, outcome)
     })?;
     m.register_async_method("broadcast_tx_sync", |p, s, _| async move {
         let q: TxParams = parse(&p)?;
         let bytes = s.admission.decode_tx_param(q.tx.as_deref()).map_err(submit_err)?;
-        let hash = s.admission.submit_tx(bytes).await.map_err(submit_err)?;
-        RpcResult::Ok(
-            json!({ "code": 0, "data": "", "log": "", "codespace": "", "hash": hash.0.to_hex() }),
-        )
+        let outcome = s.admission.submit_tx(bytes.clone()).await;
+        broadcast_answer(&bytes, outcome)
     })?;
     m.register_async_method("broadcast_tx_commit", |p, s, _| async move {
         let q: TxParams = parse(&p)?;
         let bytes = s.admission.decode_tx_param(q.tx.as_deref()).map_err(submit_err)?;
-        let waiter = s.admission.commit_waiter_for(&bytes).map_err(submit_err)?;
-        let hash = s.admission.submit_tx(bytes).await.map_err(submit_err)?;
+        let refused = |e: SubmitError, bytes: &[u8]| -> RpcResult<Value> {
+            if !e.is_about_the_tx() {
+                return Err(submit_err(e));
+            }
+            Ok(json!({
+                "check_tx": json::check_tx_result(e.code(), &e.to_string()),
+                "tx_result": {},
+                "hash": json::upper(&Hash::digest(bytes)),
+                "height": "0",
+            }))
+        };
+        let waiter = match s.admission.commit_waiter_for(&bytes) {
+            Ok(w) => w,
+            Err(e) => return refused(e, &bytes),
+        };
+        let hash = match s.admission.submit_tx(bytes.clone()).await {
+            Ok(hash) => hash,
+            Err(e) => return refused(e, &bytes),
+        };
         let timeout = Duration::from_millis(s.config.tx_commit_timeout_ms);
         let (height, index) = match tokio::time::timeout(timeout, waiter.wait()).await {
             Ok(Some(found)) => found,
@@ -428,10 +732,11 @@ pub fn module(ctx: Arc<RpcContext>) -> anyhow::Result<RpcModule<RpcContext>> {
                 ))
             }
         };
+        let tx = Tx::decode(&bytes).map_err(internal)?;
         RpcResult::Ok(json!({
-            "check_tx": { "code": 0, "log": "" },
-            "tx_result": { "code": 0, "log": "" },
-            "hash": hash.0.to_hex(),
+            "check_tx": json::check_tx_result(0, ""),
+            "tx_result": json::exec_tx_result(&tx),
+            "hash": json::upper(&hash.0),
             "height": height.0.to_string(),
             "index": index,
         }))
@@ -451,9 +756,11 @@ pub fn module(ctx: Arc<RpcContext>) -> anyhow::Result<RpcModule<RpcContext>> {
         let results = results
             .into_iter()
             .map(|r| match r {
-                Ok(h) => TxBatchItem { code: 0, hash: Some(h.0.to_hex()), log: None, reason: None },
+                Ok(h) => {
+                    TxBatchItem { code: 0, hash: Some(json::upper(&h.0)), log: None, reason: None }
+                }
                 Err(e) => TxBatchItem {
-                    code: 1,
+                    code: e.code(),
                     hash: None,
                     log: Some(e.to_string()),
                     reason: Some(e.reason()),
@@ -462,8 +769,56 @@ pub fn module(ctx: Arc<RpcContext>) -> anyhow::Result<RpcModule<RpcContext>> {
             .collect();
         RpcResult::Ok(TxBatchAnswer { accepted, results })
     })?;
-    subscriptions::register(&mut m)?;
+    for method in subscriptions::METHODS {
+        m.register_method(method, move |_, _, _| -> RpcResult<Value> {
+            Err(err(
+                http_layer::INVALID_REQUEST,
+                format!("{method} is served on a WebSocket connection only (ws://<rpc>/websocket)"),
+            ))
+        })?;
+    }
     Ok(m)
+}
+
+/// `abci_query`: path `/account` with `data` the account's public key (hex), answering
+/// the borsh `Account` (balance, nonce) as `value` and, with `prove`, its proof of presence
+/// or absence under the state root as `proof_ops`. tally keeps the state of the latest
+/// height only: `height` 0 or the latest height.
+fn abci_query(s: &RpcContext, q: &AbciQueryParams) -> RpcResult<Value> {
+    let path = q.path.as_deref().unwrap_or("");
+    if path != "/account" {
+        return RpcResult::Ok(json!({ "response": {
+            "code": refusals::UNKNOWN_PATH, "log": format!("unknown path {path:?}; tally answers /account"),
+            "info": "", "index": "0", "key": null, "value": null, "proofOps": null,
+            "height": "0", "codespace": refusals::CODESPACE,
+        }}));
+    }
+    let data = q.data.as_deref().ok_or_else(|| invalid("missing parameter: data"))?;
+    let key = PublicKey::from_hex(&data.strip_prefix("0x").unwrap_or(data).to_ascii_lowercase())
+        .map_err(|e| invalid(format!("data: an account's public key as hex: {e}")))?;
+    let view = s.chain.account(&key, q.prove.0);
+    if let Some(h) = q.height.map(IntParam::get).filter(|h| *h != 0 && *h != view.height) {
+        return Err(invalid(format!(
+            "height {h}: this node answers account queries at the latest height ({}) only",
+            view.height
+        )));
+    }
+    let value = borsh::to_vec(&view.account).map_err(internal)?;
+    let proof_ops = match &view.proof {
+        Some((present, root, proof)) => json!({ "ops": [{
+            "type": if *present { "tally/account-presence" } else { "tally/account-absence" },
+            "key": b64(&key.0),
+            "data": b64(&borsh::to_vec(proof).map_err(internal)?),
+            "root": json::upper(root),
+        }]}),
+        None => Value::Null,
+    };
+    RpcResult::Ok(json!({ "response": {
+        "code": 0, "log": if view.exists { "exists" } else { "does not exist" }, "info": "",
+        "index": "0", "key": b64(&key.0), "value": b64(&value), "proofOps": proof_ops,
+        "height": view.height.to_string(), "codespace": "",
+        "account": json::account(&key, &view).map_err(internal)?,
+    }}))
 }
 
 /// Starts the server on `runtime` (the RPC's own, see `rpc.worker_threads`).
@@ -497,11 +852,15 @@ pub async fn start(
     let uri_methods: Arc<BTreeSet<String>> = Arc::new(
         known.iter().filter(|m| !subscriptions::METHODS.contains(&m.as_str())).cloned().collect(),
     );
+    let tables = ws::Tables { methods: methods.clone(), known: known.clone() };
     let metrics = ctx.metrics.clone();
     let rpc_middleware = RpcServiceBuilder::new()
         .layer_fn(move |service| RpcMetrics::new(service, metrics.clone(), known.clone()));
-    let http_middleware = tower::ServiceBuilder::new()
-        .layer(http_layer::NodeHttpLayer::new(ctx.clone(), uri_methods));
+    let http_middleware = tower::ServiceBuilder::new().layer(http_layer::NodeHttpLayer::new(
+        ctx.clone(),
+        uri_methods,
+        tables,
+    ));
     let server = Server::builder()
         .set_config(server_config)
         .set_rpc_middleware(rpc_middleware)

@@ -1,187 +1,223 @@
-//! WebSocket subscriptions: `subscribe {query}`, `unsubscribe {query}`, `unsubscribe_all`,
-//! as in CometBFT (see `query.rs` for the queries and the notification shape).
+//! Subscriptions as CometBFT serves them on its WebSocket (`ws.rs` carries the frames):
+//! `subscribe {query}` answers `{}`, and each event is then a JSON-RPC response carrying
+//! the subscribe call's id, with `result.query` (the query exactly as given),
+//! `result.data {type, value}` and `result.events` (the event's attributes by composite
+//! key); `unsubscribe {query}` and `unsubscribe_all` end them. Queries are CometBFT's
+//! (`query.rs`), on tally's events: `tm.event` `NewBlock`, `NewBlockHeader`,
+//! `NewBlockEvents` and `Tx` (one per committed transfer, with its `transfer.*`
+//! attributes); `ValidatorSetUpdates` is accepted and never fires (the set is fixed by
+//! genesis). `Vote` and `NewRound` are refused: tally does not publish them.
 //!
-//! Notifications arrive as JSON-RPC notifications of method `event`, whose
-//! `params.result` is CometBFT's `{query, data, events}`. jsonrpsee also registers
-//! `unsubscribe_id` (by subscription id), which its clients call when a subscription
-//! handle is dropped.
-//!
-//! Bounds, so that no client can hold memory or slow consensus:
-//! - `rpc.subscriptions_per_connection_max` subscriptions per connection (jsonrpsee
-//!   refuses one more with "Too many subscriptions on the connection");
+//! The consensus room publishes one [`BlockEvent`] per committed block through the notify
+//! room's bounded broadcast channel (capacity `rpc.subscription_lag_blocks_max`).
+//! Publishing never waits. Bounds, so that no client can hold memory or slow consensus:
+//! - `rpc.subscriptions_per_connection_max` subscriptions per connection;
 //! - a subscriber may fall `rpc.subscription_lag_blocks_max` blocks behind the event
 //!   channel; beyond that it is dropped with the reason `lagged`;
-//! - a notification waits at most `rpc.subscription_send_timeout_ms` for room in the
-//!   connection's buffer (`rpc.ws_message_buffer_max` messages); then the subscription is
-//!   dropped with the reason `slow_client`.
+//! - an event waits at most `rpc.subscription_send_timeout_ms` for room in the connection's
+//!   buffer (`rpc.ws_message_buffer_max` messages); then the subscription is dropped with the
+//!   reason `slow_client`.
 //!
-//! A dropped subscription ends with an error notification naming the reason, is logged and
-//! counted in `tally_subscriptions_dropped_total{reason}`.
+//! A dropped subscription ends with an error response (the subscribe call's id, the reason
+//! in `error.data`), is logged and counted in `tally_subscriptions_dropped_total{reason}`.
 
-use super::query::EventQuery;
-use super::{codes, err, invalid, parse, RpcContext, RpcResult};
+use super::json::{new_block_data, new_block_events_data, new_block_header_data, tx_data};
+use super::RpcContext;
+use crate::chain::query::{block_values, tx_values, EventQuery, BLOCK_KEYS, TX_KEYS};
 use crate::notify::BlockEvent;
-use jsonrpsee::core::server::{
-    ConnectionId, Extensions, PendingSubscriptionSink, SendTimeoutError, SubscriptionMessage,
-    SubscriptionSink,
-};
-use jsonrpsee::core::SubscriptionError;
-use jsonrpsee::types::Params;
-use jsonrpsee::RpcModule;
-use parking_lot::Mutex;
-use serde::Deserialize;
-use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
-/// The subscriptions of every open connection, so `unsubscribe {query}` can find them.
-/// Entries are removed by the subscription's own task when it ends, whatever the cause.
+/// The methods served on a WebSocket connection only (not over HTTP).
+pub const METHODS: [&str; 3] = ["subscribe", "unsubscribe", "unsubscribe_all"];
+
+/// The `tm.event` values tally publishes.
+const EVENTS: [&str; 5] =
+    ["NewBlock", "NewBlockHeader", "NewBlockEvents", "Tx", "ValidatorSetUpdates"];
+/// CometBFT's events tally does not publish (refused, rather than never firing silently).
+const UNPUBLISHED: [&str; 9] = [
+    "Vote",
+    "NewRound",
+    "NewRoundStep",
+    "CompleteProposal",
+    "Polka",
+    "Lock",
+    "Unlock",
+    "Relock",
+    "TimeoutPropose",
+];
+
+/// Open subscriptions on all connections (for the metrics).
 #[derive(Default)]
 pub struct Registry {
-    next_id: AtomicU64,
-    by_connection: Mutex<HashMap<usize, Vec<Entry>>>,
-}
-
-struct Entry {
-    id: u64,
-    query: String,
-    cancel: oneshot::Sender<()>,
+    open: AtomicUsize,
 }
 
 impl Registry {
-    fn add(&self, conn: ConnectionId, query: String) -> (u64, oneshot::Receiver<()>) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (cancel, cancelled) = oneshot::channel();
-        self.by_connection.lock().entry(conn.0).or_default().push(Entry { id, query, cancel });
-        (id, cancelled)
+    pub fn len(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
     }
+}
 
-    fn remove(&self, conn: ConnectionId, id: u64) {
-        let mut map = self.by_connection.lock();
-        if let Some(list) = map.get_mut(&conn.0) {
-            list.retain(|e| e.id != id);
-            if list.is_empty() {
-                map.remove(&conn.0);
+/// Checks a query for a subscription: it parses, and asks for no event tally does not
+/// publish.
+pub fn parse_for_subscription(query: &str) -> Result<EventQuery, String> {
+    let parsed = EventQuery::parse(query).map_err(|e| format!("query: {e}"))?;
+    if let Some(kinds) = parsed.event_kinds() {
+        if let Some(k) = kinds.iter().find(|k| UNPUBLISHED.contains(k)) {
+            return Err(format!(
+                "tally does not publish {k} events; it publishes {}",
+                EVENTS.join(", ")
+            ));
+        }
+    }
+    Ok(parsed)
+}
+
+/// The attributes of one of tally's events, by composite key.
+enum Source<'a> {
+    Block { kind: &'static str, event: &'a BlockEvent },
+    Tx { event: &'a BlockEvent, index: usize },
+}
+
+impl Source<'_> {
+    fn values(&self, key: &str) -> Vec<Cow<'static, str>> {
+        match *self {
+            Source::Block { kind, event } => block_values(kind, event.height.0, key),
+            Source::Tx { event, index } => {
+                tx_values(&event.block.txs[index], &event.tx_hashes[index], event.height.0, key)
             }
         }
     }
 
-    /// Cancels the connection's subscriptions with this query (all of them for `None`);
-    /// returns how many.
-    fn cancel(&self, conn: ConnectionId, query: Option<&str>) -> usize {
-        let mut map = self.by_connection.lock();
-        let Some(list) = map.get_mut(&conn.0) else { return 0 };
-        let (gone, kept): (Vec<Entry>, Vec<Entry>) =
-            list.drain(..).partition(|e| query.is_none_or(|q| e.query == q));
-        *list = kept;
-        if list.is_empty() {
-            map.remove(&conn.0);
-        }
-        let n = gone.len();
-        for e in gone {
-            let _ = e.cancel.send(());
-        }
-        n
+    /// CometBFT's `result.events`: every attribute of the event.
+    fn events(&self) -> Value {
+        let keys: &[&str] = match self {
+            Source::Block { .. } => &BLOCK_KEYS,
+            Source::Tx { .. } => &TX_KEYS,
+        };
+        let map: Map<String, Value> =
+            keys.iter().map(|k| (k.to_string(), json!(self.values(k)))).collect();
+        Value::Object(map)
     }
 
-    /// Open subscriptions on all connections.
-    pub fn len(&self) -> usize {
-        self.by_connection.lock().values().map(Vec::len).sum()
+    fn data(&self) -> Value {
+        match *self {
+            Source::Block { kind: "NewBlockHeader", event } => new_block_header_data(event),
+            Source::Block { kind: "NewBlockEvents", event } => new_block_events_data(event),
+            Source::Block { event, .. } => new_block_data(event),
+            Source::Tx { event, index } => tx_data(event, index),
+        }
     }
 }
 
-#[derive(Deserialize, Default)]
-struct QueryParams {
-    query: Option<String>,
+/// The `result`s a query yields for one committed block, in order: the block's events
+/// (NewBlock, NewBlockHeader, NewBlockEvents), then one per matching tx.
+pub fn notifications(query: &EventQuery, event: &BlockEvent) -> Vec<Value> {
+    let kinds = query.event_kinds();
+    let wants = |k: &str| kinds.as_ref().is_none_or(|ks| ks.contains(&k));
+    let mut out = Vec::new();
+    for kind in ["NewBlock", "NewBlockHeader", "NewBlockEvents"] {
+        let source = Source::Block { kind, event };
+        if wants(kind) && query.matches(|k| source.values(k)) {
+            out.push(json!({ "query": query.source(), "data": source.data(), "events": source.events() }));
+        }
+    }
+    if wants("Tx") {
+        for index in 0..event.block.txs.len() {
+            let source = Source::Tx { event, index };
+            if query.matches(|k| source.values(k)) {
+                out.push(json!({ "query": query.source(), "data": source.data(), "events": source.events() }));
+            }
+        }
+    }
+    out
 }
 
-/// Removes the registry entry when the subscription task ends, however it ends.
-struct EntryGuard<'a> {
-    shared: &'a RpcContext,
-    conn: ConnectionId,
-    id: u64,
+/// A subscription inside the process: the events of `query`, as the JSON texts a
+/// WebSocket client gets (responses to id 0), through a queue of `buffer` messages, with
+/// the same bounds (a reader that falls behind is dropped). The queue closes when the
+/// subscription ends.
+pub fn subscribe_in_process(
+    ctx: &Arc<RpcContext>,
+    query: &str,
+    buffer: usize,
+) -> Result<(mpsc::Receiver<String>, Subscription), String> {
+    let parsed = parse_for_subscription(query)?;
+    let (out, rx) = mpsc::channel(buffer.max(1));
+    Ok((rx, start(ctx.clone(), out, json!(0), parsed, None)))
 }
 
-impl Drop for EntryGuard<'_> {
-    fn drop(&mut self) {
-        self.shared.subscriptions.remove(self.conn, self.id);
+/// One subscription of a connection.
+pub struct Subscription {
+    pub query: String,
+    cancel: oneshot::Sender<()>,
+}
+
+impl Subscription {
+    pub fn cancel(self) {
+        let _ = self.cancel.send(());
+    }
+
+    /// Whether its task ended (it was dropped).
+    pub fn is_finished(&self) -> bool {
+        self.cancel.is_closed()
     }
 }
 
-/// The methods that only make sense on a WebSocket connection (not in the URI form).
-pub const METHODS: [&str; 4] = ["subscribe", "unsubscribe_id", "unsubscribe", "unsubscribe_all"];
-
-pub fn register(m: &mut RpcModule<RpcContext>) -> anyhow::Result<()> {
-    m.register_subscription(
-        "subscribe",
-        "event",
-        "unsubscribe_id",
-        |p, pending, s, _| async move { subscribe(p, pending, s).await },
-    )?;
-    m.register_method("unsubscribe", |p, s, ext| {
-        let conn = connection(ext)?;
-        let q: QueryParams = parse(&p)?;
-        let query = q.query.ok_or_else(|| invalid("missing parameter: query"))?;
-        match s.subscriptions.cancel(conn, Some(query.trim())) {
-            0 => Err(err(
-                codes::NOT_FOUND,
-                format!("no subscription to {query:?} on this connection"),
-            )),
-            _ => RpcResult::Ok(json!({})),
-        }
-    })?;
-    m.register_method("unsubscribe_all", |_, s, ext| {
-        let conn = connection(ext)?;
-        match s.subscriptions.cancel(conn, None) {
-            0 => Err(err(codes::NOT_FOUND, "no subscriptions on this connection")),
-            _ => RpcResult::Ok(json!({})),
-        }
-    })?;
-    Ok(())
+/// The JSON text of a response to `id` with `result`.
+pub fn response(id: &Value, result: Value) -> String {
+    json!({ "jsonrpc": "2.0", "id": id, "result": result }).to_string()
 }
 
-fn connection(ext: &Extensions) -> RpcResult<ConnectionId> {
-    ext.get::<ConnectionId>()
-        .copied()
-        .ok_or_else(|| err(codes::INTERNAL, "the server did not say which connection this is"))
+/// The JSON text of an error response to `id`.
+pub fn error_response(id: &Value, code: i32, message: &str, data: Option<String>) -> String {
+    let mut error = json!({ "code": code, "message": message });
+    if let Some(data) = data {
+        error["data"] = json!(data);
+    }
+    json!({ "jsonrpc": "2.0", "id": id, "error": error }).to_string()
 }
 
-async fn subscribe(
-    p: Params<'static>,
-    pending: PendingSubscriptionSink,
-    shared: Arc<RpcContext>,
-) -> Result<(), SubscriptionError> {
-    let parsed = parse::<QueryParams>(&p).and_then(|q| {
-        let query = q.query.ok_or_else(|| invalid("missing parameter: query"))?;
-        let parsed = EventQuery::parse(&query).map_err(|e| invalid(format!("query: {e}")))?;
-        Ok((query.trim().to_string(), parsed))
+/// Starts forwarding the events of `query` to the connection's outgoing queue `out`, as
+/// responses to `id`, until cancelled, the connection closes or the subscriber is dropped.
+/// `answer`, the subscribe call's own answer, is queued first: the event receiver is taken
+/// before it, so no block committed in between is lost, and no event overtakes it.
+pub fn start(
+    ctx: Arc<RpcContext>,
+    out: mpsc::Sender<String>,
+    id: Value,
+    query: EventQuery,
+    answer: Option<String>,
+) -> Subscription {
+    let rx = ctx.notify.subscribe_blocks();
+    let (cancel, cancelled) = oneshot::channel();
+    let source = query.source().to_string();
+    ctx.subscriptions.open.fetch_add(1, Ordering::Relaxed);
+    ctx.metrics.subscriptions_opened.inc();
+    tokio::spawn(async move {
+        let answered = match answer {
+            Some(a) => out.send(a).await.is_ok(),
+            None => true,
+        };
+        let ended = if answered {
+            pump(&ctx, &out, rx, cancelled, &id, &query).await
+        } else {
+            Ended::Disconnected
+        };
+        ctx.subscriptions.open.fetch_sub(1, Ordering::Relaxed);
+        if let Ended::Dropped { reason, detail } = ended {
+            ctx.metrics.subscription_dropped(reason);
+            tracing::info!(query = %query.source(), reason, %detail, "dropped a subscriber");
+            let message = format!("subscription was cancelled ({reason})");
+            let _ = out.try_send(error_response(&id, -32000, &message, Some(detail)));
+        }
     });
-    let (query, parsed) = match parsed {
-        Ok(q) => q,
-        Err(e) => {
-            pending.reject(e).await;
-            return Ok(());
-        }
-    };
-    // Subscribe to the channel before answering, so no block committed in between is lost.
-    let rx = shared.notify.subscribe_blocks();
-    let conn = pending.connection_id();
-    let Ok(sink) = pending.accept().await else { return Ok(()) };
-    let (id, cancelled) = shared.subscriptions.add(conn, query.clone());
-    let _guard = EntryGuard { shared: &shared, conn, id };
-    shared.metrics.subscriptions_opened.inc();
-    let outcome = pump(&shared, &sink, rx, cancelled, &query, &parsed).await;
-    match outcome {
-        Ended::Cancelled | Ended::Disconnected => Ok(()),
-        Ended::Dropped { reason, detail } => {
-            shared.metrics.subscription_dropped(reason);
-            tracing::info!(connection = conn.0, %query, reason, %detail, "dropped a subscriber");
-            Err(SubscriptionError::from(format!("subscription dropped ({reason}): {detail}")))
-        }
-    }
+    Subscription { query: source, cancel }
 }
 
 enum Ended {
@@ -190,20 +226,19 @@ enum Ended {
     Dropped { reason: &'static str, detail: String },
 }
 
-/// Forwards events to one subscriber until it unsubscribes, disconnects or is dropped.
 async fn pump(
-    shared: &RpcContext,
-    sink: &SubscriptionSink,
+    ctx: &RpcContext,
+    out: &mpsc::Sender<String>,
     mut rx: broadcast::Receiver<Arc<BlockEvent>>,
     mut cancelled: oneshot::Receiver<()>,
-    query: &str,
-    parsed: &EventQuery,
+    id: &Value,
+    query: &EventQuery,
 ) -> Ended {
-    let send_timeout = Duration::from_millis(shared.config.subscription_send_timeout_ms);
+    let send_timeout = Duration::from_millis(ctx.config.subscription_send_timeout_ms);
     loop {
         let event = tokio::select! {
             _ = &mut cancelled => return Ended::Cancelled,
-            _ = sink.closed() => return Ended::Disconnected,
+            _ = out.closed() => return Ended::Disconnected,
             event = rx.recv() => event,
         };
         let event = match event {
@@ -213,7 +248,7 @@ async fn pump(
                     reason: "lagged",
                     detail: format!(
                         "fell {missed} blocks behind (rpc.subscription_lag_blocks_max = {})",
-                        shared.config.subscription_lag_blocks_max
+                        ctx.config.subscription_lag_blocks_max
                     ),
                 }
             }
@@ -221,11 +256,11 @@ async fn pump(
                 return Ended::Dropped { reason: "shutdown", detail: "the node is stopping".into() }
             }
         };
-        for note in parsed.notifications(query, &event) {
-            match send(sink, &note, send_timeout).await {
+        for result in notifications(query, &event) {
+            match out.send_timeout(response(id, result), send_timeout).await {
                 Ok(()) => {}
-                Err(SendTimeoutError::Closed(_)) => return Ended::Disconnected,
-                Err(SendTimeoutError::Timeout(_)) => {
+                Err(mpsc::error::SendTimeoutError::Closed(_)) => return Ended::Disconnected,
+                Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
                     return Ended::Dropped {
                         reason: "slow_client",
                         detail: format!(
@@ -237,15 +272,4 @@ async fn pump(
             }
         }
     }
-}
-
-async fn send(
-    sink: &SubscriptionSink,
-    note: &Value,
-    timeout: Duration,
-) -> Result<(), SendTimeoutError> {
-    let raw = serde_json::value::to_raw_value(note).unwrap_or_else(|_| {
-        serde_json::value::to_raw_value(&Value::Null).expect("null serializes")
-    });
-    sink.send_timeout(SubscriptionMessage::from(raw), timeout).await
 }

@@ -412,6 +412,7 @@ impl World {
         let (handle, mut events, port) = tally_network::sim::endpoint(&net_config, node.peer);
         let info = NodeInfo {
             peer_id: node.peer.to_string(),
+            node_key: node.key.public(),
             listen_addr: String::new(),
             moniker: format!("sim{i}"),
             validator_key: Some(node.key.public()),

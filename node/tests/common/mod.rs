@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod netns;
+pub mod ws;
 
 use base64::Engine as _;
 use serde_json::{json, Value};

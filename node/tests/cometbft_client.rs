@@ -1,0 +1,187 @@
+//! A CometBFT client written by others (informalsystems' `tendermint-rpc`, its v0.38
+//! dialect, over HTTP and WebSocket) against a four-validator tally testnet: every method
+//! the library offers is called and its response decodes into the library's types, a
+//! NewBlock subscription delivers blocks in order, and a Tx subscription filtered on the
+//! sender delivers the transfer sent.
+
+mod common;
+
+use common::Testnet;
+use futures::StreamExt as _;
+use std::str::FromStr as _;
+use std::time::Duration;
+use tendermint::block::Height;
+use tendermint::Hash;
+use tendermint_rpc::client::CompatMode;
+use tendermint_rpc::query::{EventType, Query};
+use tendermint_rpc::{Client, HttpClient, Paging, SubscriptionClient, WebSocketClient};
+
+fn height(h: u64) -> Height {
+    Height::try_from(h).expect("height")
+}
+
+#[test]
+fn a_cometbft_client_decodes_every_method_it_offers_slow() {
+    let net = Testnet::start(4, 4);
+    net.wait_height(&[0, 1, 2, 3], 2, Duration::from_secs(60));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let url = net.rpc_url(0);
+        let http = HttpClient::builder(url.parse().expect("url"))
+            .compat_mode(CompatMode::V0_38)
+            .build()
+            .expect("http client");
+
+        // Identity, health, the node's view of the chain.
+        http.health().await.expect("health");
+        let status = http.status().await.expect("status");
+        assert!(status.node_info.network.as_str().starts_with("tally-"));
+        assert_eq!(
+            CompatMode::from_version(status.node_info.version.clone()).expect("0.38 dialect"),
+            CompatMode::V0_38
+        );
+        assert!(status.sync_info.latest_block_height.value() >= 2);
+        assert!(status.validator_info.power.value() > 0, "node0 is a validator");
+        let genesis = http.genesis::<serde_json::Value>().await.expect("genesis");
+        assert_eq!(genesis.validators.len(), 4);
+        let chunk = http.genesis_chunked(0).await.expect("genesis_chunked");
+        assert_eq!(chunk.total, 1);
+        let info = http.abci_info().await.expect("abci_info");
+        assert!(info.last_block_height.value() >= 2);
+        let net_info = http.net_info().await.expect("net_info");
+        assert!(net_info.listening);
+        http.consensus_state().await.expect("consensus_state");
+        http.latest_consensus_params().await.expect("consensus_params");
+        http.consensus_params(height(1)).await.expect("consensus_params at 1");
+
+        // Validators, by page and all at once.
+        let page = http.validators(
+            height(1),
+            Paging::Specific { page_number: 2usize.into(), per_page: 3u8.into() },
+        );
+        let page = page.await.expect("validators page 2");
+        assert_eq!((page.validators.len(), page.total), (1, 4));
+        let all = http.validators(height(2), Paging::All).await.expect("validators all");
+        assert_eq!(all.validators.len(), 4);
+        for v in &all.validators {
+            let tendermint::PublicKey::Ed25519(key) = v.pub_key else { panic!("ed25519") };
+            assert_eq!(tendermint::account::Id::from(key), v.address, "address of the key");
+        }
+
+        // Blocks, headers, commits, results, by height and by hash.
+        let block1 = http.block(height(1)).await.expect("block 1");
+        assert_eq!(block1.block.header.height.value(), 1);
+        assert!(block1.block.header.last_block_id.is_none());
+        let block2 = http.block(height(2)).await.expect("block 2");
+        assert_eq!(block2.block.header.last_block_id.map(|id| id.hash), Some(block1.block_id.hash));
+        http.latest_block().await.expect("latest block");
+        let by_hash = http.block_by_hash(block1.block_id.hash).await.expect("block_by_hash");
+        assert_eq!(by_hash.block.expect("found").header.height.value(), 1);
+        let unknown = http.block_by_hash(Hash::Sha256([7; 32])).await.expect("unknown hash");
+        assert!(unknown.block.is_none());
+        let header = http.header(height(2)).await.expect("header");
+        assert_eq!(header.header.height.value(), 2);
+        let header = http.header_by_hash(block1.block_id.hash).await.expect("header_by_hash");
+        assert_eq!(header.header.expect("found").height.value(), 1);
+        let commit = http.commit(height(2)).await.expect("commit");
+        assert_eq!(commit.signed_header.commit.block_id, block2.block_id);
+        assert!(commit.signed_header.commit.signatures.len() == 4);
+        http.latest_commit().await.expect("latest commit");
+        http.block_results(height(1)).await.expect("block_results");
+        http.latest_block_results().await.expect("latest block_results");
+        let chain = http.blockchain(height(1), height(2)).await.expect("blockchain");
+        assert_eq!(chain.block_metas.len(), 2);
+        assert_eq!(chain.block_metas[0].header.height.value(), 2, "newest first");
+
+        // Txs: refused as a result with a code, accepted, committed, found by hash.
+        let tx = |nonce: u64| common::b64(&net.signed_transfer(0, 1, 5, nonce)).into_bytes();
+        let raw = |nonce: u64| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(tx(nonce)).expect("base64")
+        };
+        let refused = http.broadcast_tx_sync(raw(9)).await.expect("broadcast_tx_sync refused");
+        assert_eq!(refused.code.value(), 5, "bad_nonce: {}", refused.log);
+        assert_eq!(refused.codespace, "tally");
+        let sync = http.broadcast_tx_sync(raw(0)).await.expect("broadcast_tx_sync");
+        assert!(sync.code.is_ok(), "{}", sync.log);
+        let async_ = http.broadcast_tx_async(raw(1)).await.expect("broadcast_tx_async");
+        assert!(async_.code.is_ok(), "{}", async_.log);
+        let commit = http.broadcast_tx_commit(raw(2)).await.expect("broadcast_tx_commit");
+        assert!(commit.check_tx.code.is_ok() && commit.height.value() > 0);
+        let found = http.tx(commit.hash, true).await.expect("tx");
+        assert_eq!(found.height, commit.height);
+        let proof = found.proof.expect("proved");
+        assert_eq!(proof.data, raw(2));
+        // The index follows the ledger a moment behind (off the consensus path).
+        let sender =
+            Query::from_str(&format!("transfer.sender='{}'", net.account_key(0).public().to_hex()))
+                .expect("query");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let search =
+                http.tx_search(sender.clone(), false, 1, 10, tendermint_rpc::Order::Ascending);
+            let search = search.await.expect("tx_search");
+            if search.txs.iter().any(|t| t.hash == commit.hash) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "tx_search did not find the transfer");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let blocks = http.block_search(
+            Query::from_str("block.height <= 2").expect("query"),
+            1,
+            10,
+            tendermint_rpc::Order::Descending,
+        );
+        let blocks = blocks.await.expect("block_search");
+        assert_eq!(blocks.total_count, 2);
+        let query = http.abci_query(
+            Some("/account".into()),
+            net.account_key(1).public().0.to_vec(),
+            None,
+            true,
+        );
+        let query = query.await.expect("abci_query");
+        assert!(query.code.is_ok(), "{}", query.log);
+        assert!(!query.value.is_empty() && query.proof.is_some());
+
+        // Subscriptions over the WebSocket: blocks in order, the tx by its sender.
+        let (ws, driver) = WebSocketClient::builder(
+            format!("{}/websocket", net.ws_url(0)).parse().expect("ws url"),
+        )
+        .compat_mode(CompatMode::V0_38)
+        .build()
+        .await
+        .expect("ws client");
+        let driver = tokio::spawn(driver.run());
+        let mut blocks =
+            ws.subscribe(EventType::NewBlock.into()).await.expect("subscribe NewBlock");
+        let sender = net.account_key(0).public().to_hex();
+        let txs = Query::from(EventType::Tx).and_eq("transfer.sender", sender);
+        let mut txs = ws.subscribe(txs).await.expect("subscribe Tx");
+        // Calls answer on the WebSocket too.
+        ws.status().await.expect("status over ws");
+        let mut last = 0;
+        for _ in 0..3 {
+            let event = tokio::time::timeout(Duration::from_secs(30), blocks.next()).await;
+            let event = event.expect("a block within 30 s").expect("open").expect("decodes");
+            let tendermint_rpc::event::EventData::NewBlock { block: Some(block), .. } = event.data
+            else {
+                panic!("a NewBlock event: {:?}", event.data)
+            };
+            let h = block.header.height.value();
+            assert!(h > last, "in order: {h} after {last}");
+            last = h;
+        }
+        http.broadcast_tx_sync(raw(3)).await.expect("a 4th transfer");
+        let event = tokio::time::timeout(Duration::from_secs(30), txs.next()).await;
+        let event = event.expect("the tx within 30 s").expect("open").expect("decodes");
+        assert!(
+            matches!(event.data, tendermint_rpc::event::EventData::Tx { .. }),
+            "{:?}",
+            event.data
+        );
+        ws.close().expect("close");
+        let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
+    });
+}
