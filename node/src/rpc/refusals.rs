@@ -24,3 +24,36 @@ pub const TABLE: &[(u32, &str, &str)] = &[
     (11, "bad_encoding", "the tx parameter is not base64 (broadcast_tx_batch only)"),
     (12, "unknown_path", "abci_query of a path other than /account"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::SubmitError;
+    use crate::chain::mempool::MempoolError;
+
+    #[test]
+    fn the_table_lists_each_refusals_code_and_reason() {
+        let hash = tally_ledger::TxHash(tally_crypto::Hash([0; 32]));
+        let every = [
+            SubmitError::Decode("x".into()),
+            SubmitError::Stateless(tally_ledger::StatelessError::ZeroAmount),
+            SubmitError::Signature(tally_crypto::VerifyError::KeyEncoding),
+            SubmitError::Mempool(MempoolError::AlreadyKnown(hash)),
+            SubmitError::Mempool(MempoolError::BadNonce { expected: 1, got: 2 }),
+            SubmitError::Mempool(MempoolError::InsufficientBalance { available: 0, amount: 1 }),
+            SubmitError::Mempool(MempoolError::Full { txs: 1, bytes: 1 }),
+            SubmitError::TooManyWaiters(1),
+            SubmitError::Syncing,
+            SubmitError::ShuttingDown,
+            SubmitError::Encoding("x".into()),
+        ];
+        for e in &every {
+            let row = TABLE.iter().find(|(code, _, _)| *code == e.code());
+            assert_eq!(row.map(|r| r.1), Some(e.reason()), "{e}");
+        }
+        assert_eq!(TABLE.len(), every.len() + 1, "and unknown_path");
+        assert!(TABLE
+            .iter()
+            .any(|(code, reason, _)| *code == UNKNOWN_PATH && *reason == "unknown_path"));
+    }
+}
