@@ -26,7 +26,8 @@ status_field() {
     sed -n "s/.*\"$2\":\"\([0-9]*\)\".*/\1/p"
 }
 metric() {
-  curl -s -m 5 "http://127.0.0.1:$metrics/metrics" | awk -v m="$1" '$1 == m { print $2 }'
+  # Series carry a chain_id label: match the name before it.
+  curl -s -m 5 "http://127.0.0.1:$metrics/metrics" | awk -v m="$1" '{ n = $1; sub(/\{.*/, "", n) } n == m { print $2 }'
 }
 
 [ -f "$data/node$node.pid" ] || { echo "no testnet running: ./testnet/run.sh --detach" >&2; exit 1; }

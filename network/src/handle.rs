@@ -33,6 +33,8 @@ pub struct PeerInfo {
     pub consensus_subscribed: bool,
     /// The peer subscribed to the tx topic.
     pub txs_subscribed: bool,
+    /// Bytes of gossip messages received from it since it connected.
+    pub received_bytes: u64,
 }
 
 /// What the handle asks of the swarm task.

@@ -493,6 +493,8 @@ impl SimPort {
             peer_id: *peer,
             consensus_subscribed: true,
             txs_subscribed: true,
+            // The simulated network carries decoded messages: no bytes to count.
+            received_bytes: 0,
         };
         self.announced.iter().map(info).collect()
     }

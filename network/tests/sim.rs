@@ -383,7 +383,12 @@ async fn peers_are_announced_once_and_answered() {
     reply.send(a_port.peer_infos()).expect("waiting");
     let mut want: Vec<PeerInfo> = [peer(2), peer(3)]
         .into_iter()
-        .map(|peer_id| PeerInfo { peer_id, consensus_subscribed: true, txs_subscribed: true })
+        .map(|peer_id| PeerInfo {
+            peer_id,
+            consensus_subscribed: true,
+            txs_subscribed: true,
+            received_bytes: 0,
+        })
         .collect();
     want.sort_by_key(|p| p.peer_id);
     assert_eq!(peers.await.expect("task").expect("answered"), want);

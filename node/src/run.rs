@@ -79,6 +79,22 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
     net_config.tx_validation = tally_network::GossipValidation::ByNode;
     let (net, mut events) = tally_network::spawn(net_config).context("starting the network")?;
 
+    // The metrics are served from here on, state sync included; the gauges that read the
+    // rooms join once the rooms exist.
+    let metrics = Arc::new(Metrics::for_chain(genesis.chain_id.as_str()));
+    let gauges: Arc<std::sync::OnceLock<crate::metrics::ReadGauges>> = Arc::default();
+    let metrics_listener = tokio::net::TcpListener::bind(config.metrics.listen_addr)
+        .await
+        .with_context(|| format!("binding metrics to {}", config.metrics.listen_addr))?;
+    let read_gauges: crate::metrics::ReadGauges = {
+        let gauges = gauges.clone();
+        Arc::new(move || match gauges.get() {
+            Some(read) => read(),
+            None => Box::pin(async { StateGauges::default() }),
+        })
+    };
+    tokio::spawn(crate::metrics::serve(metrics_listener, metrics.clone(), read_gauges));
+
     let verifier = Arc::new(Verifier::new(VerifierConfig::default()));
     if config.state_sync.enable {
         if let Some((height, _)) = ledger.tip() {
@@ -92,7 +108,10 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
                 events: &mut events,
                 snapshots: Some(&snapshot_dir),
             };
-            sync.run(&mut ledger).await.context("state sync")?;
+            metrics.state_syncing.set(1);
+            let synced = sync.run(&mut ledger).await;
+            metrics.state_syncing.set(0);
+            synced.context("state sync")?;
         }
     }
     let tip = ledger.tip();
@@ -104,7 +123,17 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
         validator_key: validator_key.as_ref().map(|k| k.public()),
     };
     let (gossip_tx, gossip_rx) = tokio::sync::mpsc::channel(GOSSIP_QUEUE_MAX);
-    let rooms = Rooms::new(&config, ledger, verifier, info, net.clone(), gossip_tx)?;
+    let rooms = Rooms::with_metrics(
+        &config,
+        ledger,
+        verifier,
+        info,
+        net.clone(),
+        gossip_tx,
+        Exec::Threads,
+        metrics,
+    )?;
+    let _ = gauges.set(rooms.gauges());
 
     let mut core_config = CoreConfig::new(genesis.chain_id.clone());
     core_config.timeouts = genesis.params.timeouts;
@@ -149,11 +178,6 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
     let (rpc_handle, rpc_addr) =
         crate::rpc::start(rooms.rpc.clone(), rpc_runtime.handle().clone()).await?;
     tracing::info!(rpc = %rpc_addr, p2p = %config.p2p.listen_addr, peer_id = %net.local_peer_id(), "node started");
-
-    let metrics_listener = tokio::net::TcpListener::bind(config.metrics.listen_addr)
-        .await
-        .with_context(|| format!("binding metrics to {}", config.metrics.listen_addr))?;
-    tokio::spawn(crate::metrics::serve(metrics_listener, rooms.metrics.clone(), rooms.gauges()));
 
     let ingress_stats = Arc::new(IngressStats::default());
     let tx_events = std::mem::replace(&mut events.txs, tokio::sync::mpsc::channel(1).1);
@@ -253,8 +277,27 @@ impl Rooms {
         gossip: tokio::sync::mpsc::Sender<tally_ledger::Tx>,
         exec: Exec,
     ) -> anyhow::Result<Rooms> {
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::for_chain(ledger.genesis().chain_id.as_str()));
+        Rooms::with_metrics(config, ledger, verifier, info, net, gossip, exec, metrics)
+    }
+
+    /// [`Rooms::with_exec`] reporting to `metrics` (made before the rooms, so that state
+    /// sync is seen in them).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_metrics(
+        config: &Config,
+        ledger: Ledger,
+        verifier: Arc<Verifier>,
+        info: NodeInfo,
+        net: NetworkHandle,
+        gossip: tokio::sync::mpsc::Sender<tally_ledger::Tx>,
+        exec: Exec,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Rooms> {
         let chain = Arc::new(Chain::new(ledger, &config.mempool, verifier, metrics.clone()));
+        let set = chain.validators();
+        metrics.validators.set(set.len() as i64);
+        metrics.validators_power.set(i64::try_from(set.total_power().0).unwrap_or(i64::MAX));
         let limits = NotifyLimits {
             waiters_max: config.rpc.tx_commit_waiters_max,
             events_max: config.rpc.subscription_lag_blocks_max,
@@ -288,12 +331,17 @@ impl Rooms {
             Box::pin(async move {
                 let (mempool_txs, mempool_bytes) = reader.mempool_size();
                 let stats = net.stats();
+                let peers = net.peers().await.unwrap_or_default();
                 StateGauges {
                     height: reader.tip_height().map(|h| h.0),
                     round: notify.consensus().map(|s| s.round.0),
                     mempool_txs,
                     mempool_bytes,
-                    peers: net.peers().await.map_or(0, |p| p.len()),
+                    peers: peers.len(),
+                    peer_bytes: peers
+                        .iter()
+                        .map(|p| (p.peer_id.to_string(), p.received_bytes))
+                        .collect(),
                     gossip_txs_dropped: admission.gossip_dropped(),
                     net_decode_failures: stats.decode_failures,
                     gossip_tx_batches_dropped: stats.tx_batches_dropped,

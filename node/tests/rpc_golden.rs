@@ -967,6 +967,19 @@ impl Run {
             "metrics": names,
         });
         self.g.check("metrics-names", json!({ "node": 0, "http": "GET /metrics" }), outcome);
+        let classic = self.n.http.get(&url).set("Accept", "text/plain; version=0.0.4").call();
+        let reply = reply_of(classic, "").expect("classic metrics");
+        let text = reply.body.as_str().expect("metrics text");
+        let names: BTreeSet<&str> =
+            text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
+        let outcome = json!({
+            "http_status": reply.status,
+            "content_type": reply.content_type,
+            "metrics": names,
+        });
+        let request =
+            json!({ "node": 0, "http": "GET /metrics", "accept": "text/plain; version=0.0.4" });
+        self.g.check("metrics-names-classic", request, outcome);
     }
 
     /// node1 serves NODE1_CONNECTIONS_MAX connections: with that many WebSockets open, a

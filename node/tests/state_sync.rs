@@ -26,7 +26,8 @@ fn submit_until(net: &Testnet, stop: &AtomicBool, accepted: &AtomicU64) {
             let to = SENDERS + (sender * 7 + nonce as u32) % (ACCOUNTS - SENDERS);
             let tx = net.signed_transfer(sender, to, 1 + nonce % 5, nonce);
             let node = (sender % 4) as usize;
-            if net.rpc(node, "broadcast_tx_sync", json!({ "tx": b64(&tx) })).is_ok() {
+            let reply = net.rpc(node, "broadcast_tx_sync", json!({ "tx": b64(&tx) }));
+            if reply.is_ok_and(|r| r["code"] == 0) {
                 accepted.fetch_add(1, Ordering::Relaxed);
             }
         }

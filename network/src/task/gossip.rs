@@ -101,6 +101,9 @@ impl SwarmTask {
         id: MessageId,
         message: gossipsub::Message,
     ) {
+        if self.swarm.is_connected(&source) {
+            *self.received_bytes.entry(source).or_default() += message.data.len() as u64;
+        }
         if message.topic == self.topics.consensus.hash() {
             self.on_consensus_gossip(source, id, &message.data);
         } else if message.topic == self.topics.txs.hash() {

@@ -75,6 +75,9 @@ pub(crate) struct SwarmTask {
     /// Peers announced to the node as connected (connected and subscribed to the consensus
     /// topic); a subset of the connected peers.
     announced: HashSet<PeerId>,
+    /// Bytes of gossip messages received from each connected peer (as their propagation
+    /// source), since it connected; forgotten when it disconnects.
+    received_bytes: HashMap<PeerId, u64>,
 }
 
 impl SwarmTask {
@@ -105,6 +108,7 @@ impl SwarmTask {
             penalties: HashMap::new(),
             bans: VecDeque::new(),
             announced: HashSet::new(),
+            received_bytes: HashMap::new(),
         }
     }
 
@@ -243,6 +247,7 @@ impl SwarmTask {
                     peer_id: *peer,
                     consensus_subscribed: has(&consensus),
                     txs_subscribed: has(&txs),
+                    received_bytes: self.received_bytes.get(peer).copied().unwrap_or(0),
                 }
             })
             .collect()
@@ -327,6 +332,7 @@ impl SwarmTask {
             SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
                 self.update_peer_gauge();
                 if num_established == 0 {
+                    self.received_bytes.remove(&peer_id);
                     tracing::info!(peer = %peer_id, cause = ?cause, "peer disconnected");
                     self.peering.on_disconnected(peer_id, Instant::now());
                     if self.announced.remove(&peer_id) {

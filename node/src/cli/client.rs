@@ -94,7 +94,8 @@ pub async fn transfer(args: TransferArgs) -> anyhow::Result<()> {
     );
     let encoded = base64::engine::general_purpose::STANDARD.encode(tx.encode());
     if args.print {
-        let printed = serde_json::json!({ "tx": encoded, "hash": tx.hash().0.to_hex() });
+        let hash = tx.hash().0.to_hex().to_uppercase();
+        let printed = serde_json::json!({ "tx": encoded, "hash": hash });
         println!("{}", serde_json::to_string_pretty(&printed)?);
         return Ok(());
     }
@@ -104,5 +105,10 @@ pub async fn transfer(args: TransferArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("calling {method}"))?;
     println!("{}", serde_json::to_string_pretty(&reply)?);
+    // A refused tx is a result with a code (CometBFT's form): the command fails on it.
+    let code = if args.commit { &reply["check_tx"]["code"] } else { &reply["code"] };
+    if code.as_u64().is_some_and(|c| c != 0) {
+        bail!("the node refused the tx (code {code}): see log above");
+    }
     Ok(())
 }

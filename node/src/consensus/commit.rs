@@ -16,6 +16,7 @@
 use super::Driver;
 use crate::exec::{Work, WorkFailed};
 use anyhow::{bail, Context as _};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tally_consensus::{CommitCertificate, Height};
@@ -144,6 +145,7 @@ impl Driver {
         self.notify.committed(height, &hashes);
         self.notify.publish_block(block, &hashes);
         self.record_commit_metrics(block, write);
+        self.record_validator_metrics(certificate);
         tracing::info!(
             height = height.0,
             round = certificate.round.0,
@@ -161,6 +163,26 @@ impl Driver {
         if self.pending_decision.as_ref().is_some_and(|c| c.height <= height) {
             self.pending_decision = None;
         }
+    }
+
+    /// CometBFT's gauges of the committed height: the validators missing from its
+    /// certificate, and those caught equivocating at it.
+    fn record_validator_metrics(&mut self, certificate: &CommitCertificate) {
+        let set = self.chain.validators();
+        let power = |ids: &mut dyn Iterator<Item = tally_consensus::ValidatorIndex>| {
+            ids.map(|i| set.power_of(i).0).sum::<u64>()
+        };
+        let signed: HashSet<_> = certificate.signatures.iter().map(|s| s.validator).collect();
+        let missing: Vec<_> =
+            set.indexed().map(|(i, _)| i).filter(|i| !signed.contains(i)).collect();
+        let m = &self.metrics;
+        m.missing_validators.set(missing.len() as i64);
+        m.missing_validators_power.set(power(&mut missing.iter().copied()) as i64);
+        let height = certificate.height;
+        let byzantine = self.equivocators.remove(&height).unwrap_or_default();
+        self.equivocators.retain(|h, _| *h > height);
+        m.byzantine_validators.set(byzantine.len() as i64);
+        m.byzantine_validators_power.set(power(&mut byzantine.iter().copied()) as i64);
     }
 
     fn record_commit_metrics(&mut self, block: &Block, write: Duration) {

@@ -144,8 +144,15 @@ pub struct Driver {
     seen_height: Height,
     /// Where snapshots are written and served from; `None` when snapshots are off.
     snapshots: Option<snapshots::Snapshots>,
+    /// Validators caught equivocating, by height (heights not yet committed; for the
+    /// byzantine-validator gauges set at each commit). At most `EQUIVOCATION_HEIGHTS_MAX`
+    /// heights.
+    equivocators: std::collections::BTreeMap<Height, HashSet<tally_consensus::ValidatorIndex>>,
     pub stats: DriverStats,
 }
+
+/// Heights whose equivocators are kept for the gauges (evidence of far heights is dropped).
+const EQUIVOCATION_HEIGHTS_MAX: usize = 16;
 
 impl Driver {
     #[allow(clippy::too_many_arguments)]
@@ -192,6 +199,7 @@ impl Driver {
             sync_failed: HashSet::new(),
             seen_height: Height(0),
             snapshots: snapshot_dir.map(snapshots::Snapshots::new),
+            equivocators: Default::default(),
             stats: DriverStats::default(),
         }
     }
@@ -362,6 +370,11 @@ impl Driver {
             Output::Evidence(evidence) => {
                 self.stats.evidence += 1;
                 self.metrics.evidence.inc();
+                let at = self.equivocators.entry(evidence.height()).or_default();
+                at.insert(evidence.offender());
+                while self.equivocators.len() > EQUIVOCATION_HEIGHTS_MAX {
+                    self.equivocators.pop_last();
+                }
                 tracing::warn!(?evidence, "equivocation detected");
             }
         }

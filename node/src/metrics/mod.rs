@@ -1,4 +1,7 @@
-//! Prometheus metrics at `http://<metrics.listen_addr>/metrics` (OpenMetrics text).
+//! Prometheus metrics at `http://<metrics.listen_addr>/metrics`: OpenMetrics text, or the
+//! classic Prometheus text format 0.0.4 when the scraper asks for `text/plain` and not for
+//! OpenMetrics (`Accept`), which `promtool check metrics` reads. Every series carries the
+//! `chain_id` label, as CometBFT's do.
 //!
 //! Counters and histograms are updated where things happen (the rooms hold an
 //! `Arc<Metrics>`); gauges that mirror state (height, mempool, peers) are refreshed on each
@@ -12,12 +15,24 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub struct Metrics {
     registry: Registry,
+    /// CometBFT's consensus metrics: the set, the validators missing from the last
+    /// certificate, those caught equivocating at this height, state sync, and bytes
+    /// received by peer (`peer_id`).
+    pub validators: Gauge,
+    pub validators_power: Gauge,
+    pub missing_validators: Gauge,
+    pub missing_validators_power: Gauge,
+    pub byzantine_validators: Gauge,
+    pub byzantine_validators_power: Gauge,
+    pub state_syncing: Gauge,
+    pub peer_receive_bytes: Family<Labels, Counter>,
     pub height: Gauge,
     pub round: Gauge,
     pub mempool_txs: Gauge,
@@ -106,7 +121,16 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("tally");
+        Metrics::with_registry(Registry::with_prefix("tally"))
+    }
+
+    /// Metrics whose every series carries `chain_id`.
+    pub fn for_chain(chain_id: &str) -> Metrics {
+        let labels = [(Cow::Borrowed("chain_id"), Cow::Owned(chain_id.to_string()))];
+        Metrics::with_registry(Registry::with_prefix_and_labels("tally", labels.into_iter()))
+    }
+
+    fn with_registry(mut registry: Registry) -> Metrics {
         let m = Metrics {
             height: Gauge::default(),
             round: Gauge::default(),
@@ -154,6 +178,14 @@ impl Metrics {
             wal_replayed: Counter::default(),
             wal_cut_bytes: Counter::default(),
             wal_failures: Counter::default(),
+            validators: Gauge::default(),
+            validators_power: Gauge::default(),
+            missing_validators: Gauge::default(),
+            missing_validators_power: Gauge::default(),
+            byzantine_validators: Gauge::default(),
+            byzantine_validators_power: Gauge::default(),
+            state_syncing: Gauge::default(),
+            peer_receive_bytes: Family::default(),
             registry: Registry::default(),
         };
         registry.register("height", "Latest committed height", m.height.clone());
@@ -214,10 +246,51 @@ impl Metrics {
         );
         m.register_operability(&mut registry);
         m.register_crash_safety(&mut registry);
+        m.register_cometbft(&mut registry);
         Metrics { registry, ..m }
     }
 
     /// The signing record and the consensus log (issue 5).
+    /// CometBFT's consensus metrics that tally had no counterpart for.
+    fn register_cometbft(&self, r: &mut Registry) {
+        r.register("consensus_validators", "Validators in the set", self.validators.clone());
+        r.register(
+            "consensus_validators_power",
+            "Total voting power of the set",
+            self.validators_power.clone(),
+        );
+        r.register(
+            "consensus_missing_validators",
+            "Validators whose precommit is not in the certificate of the last committed block",
+            self.missing_validators.clone(),
+        );
+        r.register(
+            "consensus_missing_validators_power",
+            "Voting power of the missing validators",
+            self.missing_validators_power.clone(),
+        );
+        r.register(
+            "consensus_byzantine_validators",
+            "Validators this node caught equivocating at the current height",
+            self.byzantine_validators.clone(),
+        );
+        r.register(
+            "consensus_byzantine_validators_power",
+            "Voting power of the byzantine validators",
+            self.byzantine_validators_power.clone(),
+        );
+        r.register(
+            "statesync_syncing",
+            "1 while the node restores a snapshot by state sync",
+            self.state_syncing.clone(),
+        );
+        r.register(
+            "p2p_peer_receive_bytes",
+            "Bytes of gossip and sync messages received, by peer",
+            self.peer_receive_bytes.clone(),
+        );
+    }
+
     fn register_crash_safety(&self, r: &mut Registry) {
         r.register(
             "signed_messages",
@@ -355,6 +428,14 @@ impl Metrics {
         self.gossip_tx_batches_dropped.set(state.gossip_tx_batches_dropped as i64);
         self.catching_up.set(i64::from(state.catching_up));
         self.subscriptions.set(state.subscriptions as i64);
+        for (peer, bytes) in &state.peer_bytes {
+            // The network counts from a peer's connection on: a reconnected peer starts
+            // over, and its counter only takes what is new.
+            let counter = self.peer_receive_bytes.get_or_create(&vec![("peer_id", peer.clone())]);
+            if *bytes > counter.get() {
+                counter.inc_by(bytes - counter.get());
+            }
+        }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out = "# encoding failed\n".into();
@@ -376,6 +457,8 @@ pub struct StateGauges {
     pub gossip_tx_batches_dropped: u64,
     pub catching_up: bool,
     pub subscriptions: usize,
+    /// Bytes of gossip received from each connected peer since it connected.
+    pub peer_bytes: Vec<(String, u64)>,
 }
 
 /// Reads the [`StateGauges`] for one scrape.
@@ -415,8 +498,13 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, rea
             let request = String::from_utf8_lossy(&buf[..len]);
             let response = if request.starts_with("GET /metrics ") {
                 let body = metrics.render(&read_gauges().await);
+                let (body, content_type) = if wants_classic_text(&request) {
+                    (classic_text(&body), "text/plain; version=0.0.4; charset=utf-8")
+                } else {
+                    (body, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                };
                 format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 )
             } else {
@@ -428,6 +516,60 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, rea
             drop(permit);
         });
     }
+}
+
+/// Whether the request's `Accept` asks for the classic text format: it names `text/plain`
+/// and not OpenMetrics (Prometheus asks for both, and gets OpenMetrics).
+fn wants_classic_text(request: &str) -> bool {
+    request.lines().any(|line| {
+        let Some((name, value)) = line.split_once(':') else { return false };
+        let value = value.to_ascii_lowercase();
+        name.trim().eq_ignore_ascii_case("accept")
+            && value.contains("text/plain")
+            && !value.contains("application/openmetrics-text")
+    })
+}
+
+/// The classic Prometheus text format (0.0.4) of an OpenMetrics text: no `# EOF` or
+/// `# UNIT` lines, counters described under their sample name (`*_total`), info metrics as
+/// gauges.
+pub fn classic_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut counters: Vec<String> = Vec::new();
+    let mut infos: Vec<String> = Vec::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some(name) = rest.strip_suffix(" counter") {
+                counters.push(name.to_string());
+            } else if let Some(name) = rest.strip_suffix(" info") {
+                infos.push(name.to_string());
+            }
+        }
+    }
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let described = ["# TYPE ", "# HELP "].into_iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            if counters.iter().any(|c| c == name) {
+                let tail = if p == "# TYPE " { "counter" } else { tail };
+                Some(format!("{p}{name}_total {tail}"))
+            } else if infos.iter().any(|c| c == name) {
+                let tail = if p == "# TYPE " { "gauge" } else { tail };
+                Some(format!("{p}{name}_info {tail}"))
+            } else {
+                None
+            }
+        });
+        match described {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// `tally_signature_batch_size` and `tally_signature_batch_seconds`, by `source`.

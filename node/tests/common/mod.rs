@@ -71,6 +71,28 @@ fn free_base_port(nodes: u32) -> u16 {
     panic!("no free port range found");
 }
 
+/// `text` without its `chain_id="..."` labels (`{chain_id="x"}` goes whole).
+pub fn without_chain_id(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("chain_id=\"") {
+        let end = rest[at + 10..].find('"').map_or(rest.len(), |e| at + 10 + e + 1);
+        let (mut before, mut after) = (&rest[..at], &rest[end..]);
+        if let Some(a) = after.strip_prefix(',') {
+            after = a;
+        } else if let Some(b) = before.strip_suffix(',') {
+            before = b;
+        } else if let (Some(b), Some(a)) = (before.strip_suffix('{'), after.strip_prefix('}')) {
+            before = b;
+            after = a;
+        }
+        out.push_str(before);
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
 pub fn tally_bin() -> &'static str {
     env!("CARGO_BIN_EXE_tally")
 }
@@ -264,8 +286,14 @@ impl Testnet {
         self.try_metrics(i).expect("metrics")
     }
 
-    /// The Prometheus text of node i, `None` while it does not answer.
+    /// The Prometheus text of node i, `None` while it does not answer. The `chain_id`
+    /// label every series carries is left out, so tests name series as before it.
     pub fn try_metrics(&self, i: usize) -> Option<String> {
+        self.try_metrics_with_labels(i).map(|t| without_chain_id(&t))
+    }
+
+    /// The Prometheus text of node i as served (OpenMetrics).
+    pub fn try_metrics_with_labels(&self, i: usize) -> Option<String> {
         let url = format!("http://127.0.0.1:{}/metrics", self.nodes[i].metrics_port);
         let get = |agent: &ureq::Agent| agent.get(&url).call().ok()?.into_string().ok();
         match &self.nodes[i].netns {
@@ -390,7 +418,11 @@ pub fn submit_transfers(
         let to = senders + (sender + nonce as u32) % (funded - senders);
         let tx = accounts.transfer(sender, to, 1, nonce);
         turn += 1;
-        match call(turn % nodes, "broadcast_tx_commit", json!({ "tx": b64(&tx) })) {
+        // A refusal (a result with a code, e.g. a nonce already used by a tx that committed
+        // unacknowledged) is handled like a failed call.
+        let reply = call(turn % nodes, "broadcast_tx_commit", json!({ "tx": b64(&tx) }))
+            .and_then(|r| if r["check_tx"]["code"] == 0 { Ok(r) } else { Err(r) });
+        match reply {
             Ok(r) => {
                 let height = r["height"].as_str().and_then(|h| h.parse().ok()).expect("height");
                 acked.lock().expect("lock").push(Acked { hash: tx.hash().0.to_hex(), height });
