@@ -28,7 +28,7 @@ pub use crate::core::{
     Timeout, TimeoutParams, TimeoutStep,
 };
 pub use certificate::{CertificateError, CommitCertificate, CommitSig};
-pub use evidence::Evidence;
+pub use evidence::{Evidence, EvidenceError};
 pub use proposal::{Proposal, ProposalError, SignedProposal};
 pub use signer::Signer;
 pub use types::{BlockHash, Height, Round, ValidatorIndex, VoteType, VotingPower};

@@ -40,7 +40,7 @@
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::fmt;
 use std::io::{self, Read};
-use tally_consensus::{BlockHash, CommitCertificate, Height, SignedProposal, SignedVote};
+use tally_consensus::{BlockHash, CommitCertificate, Evidence, Height, SignedProposal, SignedVote};
 use tally_ledger::limits::{BLOCK_TXS_MAX, TX_BYTES};
 use tally_ledger::snapshot::{SnapshotOffer, CHUNKS_MAX, CHUNK_BYTES_MAX};
 use tally_ledger::{Block, Header, Tx, TxHash};
@@ -84,10 +84,22 @@ pub const SYNC_RESPONSE_OVERHEAD_BYTES: usize = 1 + 1 + 1 + 4;
 /// missed it can act on the message alone.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum ConsensusMsg {
-    Proposal { proposal: SignedProposal, block: Block },
+    Proposal {
+        proposal: SignedProposal,
+        block: Block,
+    },
     Vote(SignedVote),
-    Certificate { certificate: CommitCertificate, block: Block },
-    CompactProposal { proposal: SignedProposal, block: CompactBlock },
+    Certificate {
+        certificate: CommitCertificate,
+        block: Block,
+    },
+    CompactProposal {
+        proposal: SignedProposal,
+        block: CompactBlock,
+    },
+    /// Proof that a validator equivocated (two conflicting signed messages), relayed so
+    /// every node learns of it, whatever height it is at.
+    Evidence(Evidence),
 }
 
 /// A block by its header and the hashes of its txs, in block order (at most

@@ -145,6 +145,72 @@ fn a_cometbft_client_decodes_every_method_it_offers_slow() {
         assert!(query.code.is_ok(), "{}", query.log);
         assert!(!query.value.is_empty() && query.proof.is_some());
 
+        // Evidence: tally's own (two conflicting prevotes of node0's validator), checked and
+        // gossiped: every other node counts it. CometBFT's evidence is refused, as an error
+        // the client decodes.
+        let key =
+            tally_node::config::keys::load_key(&net.nodes[0].home.join("keys/validator_key.json"))
+                .expect("node0's validator key");
+        let set = net.validator_set();
+        let index = set.index_of(&key.public()).expect("node0 validates");
+        let vote = |block: &[u8]| {
+            tally_consensus::Vote {
+                height: tally_consensus::Height(1_000_000),
+                round: tally_consensus::Round(0),
+                vote_type: tally_consensus::VoteType::Prevote,
+                block_hash: Some(tally_consensus::BlockHash(tally_crypto::Hash::digest(block))),
+                validator: index,
+            }
+            .sign(&net.chain_id, &key)
+        };
+        let evidence =
+            tally_consensus::Evidence::DuplicateVote { first: vote(b"a"), second: vote(b"b") };
+        let encoded = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .encode(borsh::to_vec(&evidence).expect("borsh"))
+        };
+        let answer = tokio::task::block_in_place(|| {
+            net.rpc(0, "broadcast_evidence", serde_json::json!({ "evidence": encoded }))
+        });
+        assert!(answer.expect("accepted")["hash"].is_string());
+        let forged =
+            tally_consensus::Evidence::DuplicateVote { first: vote(b"a"), second: vote(b"a") };
+        let refused = tokio::task::block_in_place(|| {
+            net.rpc(0, "broadcast_evidence", serde_json::json!({ "evidence": forged }))
+        });
+        let refused = refused.expect_err("no conflict");
+        assert!(
+            refused["message"].as_str().unwrap_or("").contains("nothing conflicts"),
+            "{refused}"
+        );
+        let tm_vote = |b: u8| tendermint::vote::Vote {
+            vote_type: tendermint::vote::Type::Prevote,
+            height: height(5),
+            round: tendermint::block::Round::from(0u8),
+            block_id: Some(tendermint::block::Id {
+                hash: Hash::Sha256([b; 32]),
+                part_set_header: Default::default(),
+            }),
+            timestamp: Some(tendermint::Time::from_unix_timestamp(1_800_000_000, 0).expect("time")),
+            validator_address: tendermint::account::Id::new([1; 20]),
+            validator_index: tendermint::vote::ValidatorIndex::try_from(0u32).expect("index"),
+            signature: None,
+            extension: Vec::new(),
+            extension_signature: None,
+        };
+        let theirs = tendermint::evidence::DuplicateVoteEvidence::new(tm_vote(1), tm_vote(2));
+        let theirs =
+            tendermint::evidence::Evidence::DuplicateVote(Box::new(theirs.expect("evidence")));
+        let e = http.broadcast_evidence(theirs).await.expect_err("CometBFT's evidence is refused");
+        assert!(e.to_string().contains("CometBFT's evidence types"), "{e}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let counted = || (1..4).all(|i| net.metric(i, "tally_evidence_total") == 1);
+        while !tokio::task::block_in_place(counted) {
+            assert!(std::time::Instant::now() < deadline, "the evidence reached every node");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
         // Subscriptions over the WebSocket: blocks in order, the tx by its sender.
         let (ws, driver) = WebSocketClient::builder(
             format!("{}/websocket", net.ws_url(0)).parse().expect("ws url"),

@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 fn state(net: &Testnet, i: usize) -> Option<Value> {
-    net.rpc(i, "consensus_state", json!({})).ok().filter(|s| !s.is_null())
+    let state = net.rpc(i, "consensus_state", json!({})).ok()?;
+    Some(state["round_state"]["tally"].clone()).filter(|s| !s.is_null())
 }
 
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {

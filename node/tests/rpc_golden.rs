@@ -795,7 +795,7 @@ impl Run {
         let followed = self.n.net.signed_transfer(FOLLOWED, RECIPIENT, 5, 0);
         let hash = followed.hash().0.to_hex();
         let mut ws = Ws::connect(self.n.net.nodes[0].rpc_port).expect("WebSocket to node0");
-        let vote = json!({ "query": "tm.event='Vote'" });
+        let vote = json!({ "query": "tm.event='Polka'" });
         self.ws(&mut ws, "ws-subscribe-bad-query", "subscribe", vote);
         self.ws(&mut ws, "ws-subscribe-missing-query", "subscribe", json!({}));
         let q_block = "tm.event='NewBlock'";

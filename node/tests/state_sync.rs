@@ -60,7 +60,10 @@ fn signers_of(net: &Testnet, node: usize, height: u64) -> Vec<u64> {
         .as_array()
         .expect("signatures")
         .iter()
-        .filter_map(|s| s["validator_index"].as_u64())
+        .enumerate()
+        // One entry per validator, in set order; 2 marks a signature for the block.
+        .filter(|(_, s)| s["block_id_flag"] == 2)
+        .map(|(i, _)| i as u64)
         .collect()
 }
 

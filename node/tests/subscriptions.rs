@@ -21,9 +21,9 @@ fn subscribe_new_blocks_and_a_tx_then_unsubscribe_by_query_and_all_slow() {
 
     // A query for an event tally does not publish is refused, saying what it publishes;
     // one that does not parse points at the column.
-    let (_, bad) = ws.call("subscribe", json!({ "query": "tm.event='Vote'" }));
+    let (_, bad) = ws.call("subscribe", json!({ "query": "tm.event='Polka'" }));
     assert!(
-        bad["error"]["message"].as_str().unwrap_or("").contains("does not publish Vote"),
+        bad["error"]["message"].as_str().unwrap_or("").contains("does not publish Polka"),
         "{bad}"
     );
     let (_, bad) = ws.call("subscribe", json!({ "query": "tm.event='Tx' OR x=1" }));
@@ -59,6 +59,16 @@ fn subscribe_new_blocks_and_a_tx_then_unsubscribe_by_query_and_all_slow() {
     assert_eq!(note["result"]["events"]["transfer.sender"][0], sender.as_str(), "{note}");
     assert_eq!(note["result"]["data"]["value"]["TxResult"]["tx"], b64(&tx));
 
+    // Consensus events: votes (the validator's own here) and new rounds.
+    for (query, kind) in [("tm.event='Vote'", "Vote"), ("tm.event='NewRound'", "NewRound")] {
+        let (request, answer) = ws.call("subscribe", json!({ "query": query }));
+        assert_eq!(answer["result"], json!({}), "{answer}");
+        let event = ws.event(&request["id"]);
+        assert_eq!(event["result"]["data"]["type"], format!("tendermint/event/{kind}"), "{event}");
+        let (_, r) = ws.call("unsubscribe", json!({ "query": query }));
+        assert_eq!(r["result"], json!({}), "{r}");
+    }
+
     // unsubscribe {query}: no more blocks on that subscription.
     let (_, r) = ws.call("unsubscribe", json!({ "query": q_block }));
     assert_eq!(r["result"], json!({}), "{r}");
@@ -76,7 +86,7 @@ fn subscribe_new_blocks_and_a_tx_then_unsubscribe_by_query_and_all_slow() {
     std::thread::sleep(Duration::from_millis(500));
     let metrics = net.metrics(0);
     assert!(metrics.contains("tally_subscriptions 0"), "{metrics}");
-    assert!(metrics.contains("tally_subscriptions_opened_total 2"), "{metrics}");
+    assert!(metrics.contains("tally_subscriptions_opened_total 4"), "{metrics}");
 
     // Subscribing over HTTP is refused: it needs a WebSocket.
     let e = net.rpc(0, "subscribe", json!({ "query": q_block })).expect_err("over HTTP");

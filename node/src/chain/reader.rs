@@ -71,6 +71,11 @@ impl ChainReader {
         self.chain.validators()
     }
 
+    /// The node's signature verifier (for checks outside the admission path: evidence).
+    pub fn verifier(&self) -> &tally_crypto::Verifier {
+        self.chain.verifier()
+    }
+
     pub fn tip_height(&self) -> Option<Height> {
         self.chain.tip_height()
     }

@@ -74,8 +74,11 @@ enum Candidate<'a> {
     Decided,
     /// The tx itself.
     Known(&'a Tx, &'a TxHash),
-    /// Only where it is: its block must be read.
+    /// Only where it is, in a scan of whole blocks: its block is read (once for all its
+    /// txs).
     InBlock,
+    /// Only where it is, found by the index: the tx alone is read out of its block.
+    At,
 }
 
 /// The block last read by a scan, so that consecutive candidates of one block read it once.
@@ -182,6 +185,17 @@ impl Search {
             let matched = match tx {
                 Candidate::Decided => true,
                 Candidate::Known(tx, hash) => query.matches(|k| tx_values(tx, hash, h, k)),
+                Candidate::At => match read_tx(&self.chain, h, i) {
+                    Ok(Some(tx)) => {
+                        let hash = tx.hash();
+                        query.matches(|k| tx_values(&tx, &hash, h, k))
+                    }
+                    Ok(None) => false,
+                    Err(e) => {
+                        failure = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                },
                 Candidate::InBlock => match cache.get(&self.chain, h) {
                     Ok(Some(block)) => match block.txs.get(i as usize) {
                         Some(tx) => {
@@ -221,7 +235,7 @@ impl Search {
             let index = self.index.get().ok_or(SearchError::Off)?;
             // The scan alone decides a query on the account and heights only.
             let scan_decides = query.only_on(&["tm.event", "tx.height", role_key(role)]);
-            let how = if scan_decides { Candidate::Decided } else { Candidate::InBlock };
+            let how = if scan_decides { Candidate::Decided } else { Candidate::At };
             index.scan(role, &account, lo, hi, page.ascending, |h, i| {
                 consider(h, i, how, &mut cache)
             })?;
@@ -248,8 +262,7 @@ impl Search {
         let reader = self.chain.reader();
         let mut items = Vec::with_capacity(hits.len());
         for (h, i) in hits {
-            let Some(block) = cache.get(&self.chain, h)? else { continue };
-            let Some(tx) = block.txs.get(i as usize).cloned() else { continue };
+            let Some(tx) = read_tx(&self.chain, h, i)? else { continue };
             let found = if prove {
                 reader.tx(tx.hash(), true).map_err(|e| SearchError::Read(e.to_string()))?
             } else {
@@ -288,6 +301,12 @@ impl Search {
         }
         Ok(Found { items, total })
     }
+}
+
+/// Tx `i` of the block at height `h`, read alone out of the block's bytes.
+fn read_tx(chain: &Chain, h: u64, i: u32) -> Result<Option<Tx>, SearchError> {
+    let ledger = chain.ledger.read();
+    ledger.store().tx_at(Height(h), i).map_err(|e| SearchError::Read(e.to_string()))
 }
 
 fn role_key(role: Role) -> &'static str {

@@ -12,6 +12,7 @@ pub(super) fn height_of(msg: &ConsensusMsg) -> Height {
         ConsensusMsg::Vote(v) => v.vote.height,
         ConsensusMsg::Certificate { certificate, .. } => certificate.height,
         ConsensusMsg::CompactProposal { proposal, .. } => proposal.proposal.height,
+        ConsensusMsg::Evidence(e) => e.height(),
     }
 }
 
@@ -31,6 +32,15 @@ impl Driver {
     }
 
     async fn on_message(&mut self, msg: ConsensusMsg, from: GossipRef) -> anyhow::Result<()> {
+        // Evidence counts whatever height it is for: not dropped as stale.
+        if let ConsensusMsg::Evidence(evidence) = msg {
+            let ok = self.verify_message(&ConsensusMsg::Evidence(evidence.clone()));
+            self.report(&from, ok).await;
+            if ok {
+                self.on_evidence(evidence, false).await;
+            }
+            return Ok(());
+        }
         let current = self.core.height();
         let height = height_of(&msg);
         if height < current {
@@ -76,7 +86,9 @@ impl Driver {
                 ConsensusMsg::Proposal { block, .. } | ConsensusMsg::Certificate { block, .. } => {
                     block.encoded_len()
                 }
-                ConsensusMsg::Vote(_) | ConsensusMsg::CompactProposal { .. } => 0,
+                ConsensusMsg::Vote(_)
+                | ConsensusMsg::CompactProposal { .. }
+                | ConsensusMsg::Evidence(_) => 0,
             };
             if height == current.next()
                 && self.wal.is_some()
@@ -109,7 +121,12 @@ impl Driver {
                     self.block_arrived(hash).await?;
                 }
             }
-            ConsensusMsg::Vote(vote) => self.step(Input::Vote(vote)).await?,
+            ConsensusMsg::Vote(vote) => {
+                self.notify.publish_vote(&vote);
+                self.step(Input::Vote(vote)).await?
+            }
+            // Evidence is no input of the core (see `on_evidence`).
+            ConsensusMsg::Evidence(evidence) => self.on_evidence(evidence, false).await,
             ConsensusMsg::Certificate { certificate, block } => {
                 let round = certificate.round;
                 let hash = self.blocks.insert(block, None, round, self.window());
@@ -147,6 +164,7 @@ impl Driver {
                     && block.body_matches_header()
             }
             ConsensusMsg::Vote(vote) => vote.verify(chain_id, validators, verifier).is_ok(),
+            ConsensusMsg::Evidence(e) => e.verify(chain_id, validators, verifier).is_ok(),
             ConsensusMsg::Certificate { certificate, block } => {
                 header_ok(block, certificate.height, certificate.block_hash)
                     && certificate.verify(chain_id, validators, verifier).is_ok()

@@ -148,8 +148,14 @@ pub struct Driver {
     /// byzantine-validator gauges set at each commit). At most `EQUIVOCATION_HEIGHTS_MAX`
     /// heights.
     equivocators: std::collections::BTreeMap<Height, HashSet<tally_consensus::ValidatorIndex>>,
+    /// Hashes of the evidence counted, so that copies from several peers count once (at
+    /// most `SEEN_EVIDENCE_MAX`; then it starts over).
+    seen_evidence: HashSet<tally_crypto::Hash>,
     pub stats: DriverStats,
 }
+
+/// Evidence hashes remembered for deduplication.
+const SEEN_EVIDENCE_MAX: usize = 4096;
 
 /// Heights whose equivocators are kept for the gauges (evidence of far heights is dropped).
 const EQUIVOCATION_HEIGHTS_MAX: usize = 16;
@@ -200,6 +206,7 @@ impl Driver {
             seen_height: Height(0),
             snapshots: snapshot_dir.map(snapshots::Snapshots::new),
             equivocators: Default::default(),
+            seen_evidence: HashSet::new(),
             stats: DriverStats::default(),
         }
     }
@@ -367,18 +374,38 @@ impl Driver {
                 }
             }
             Output::Decide { certificate } => self.commit_decided(certificate)?,
-            Output::Evidence(evidence) => {
-                self.stats.evidence += 1;
-                self.metrics.evidence.inc();
-                let at = self.equivocators.entry(evidence.height()).or_default();
-                at.insert(evidence.offender());
-                while self.equivocators.len() > EQUIVOCATION_HEIGHTS_MAX {
-                    self.equivocators.pop_last();
-                }
-                tracing::warn!(?evidence, "equivocation detected");
-            }
+            Output::Evidence(evidence) => self.on_evidence(evidence, true).await,
         }
         Ok(())
+    }
+
+    /// Verified evidence of an equivocation, found by the core (`detected`) or received
+    /// from a peer: counted once, logged, kept for the byzantine-validator gauges, and what
+    /// the core found is gossiped so every node learns of it.
+    async fn on_evidence(&mut self, evidence: tally_consensus::Evidence, detected: bool) {
+        let key = tally_crypto::Hash::digest(&borsh::to_vec(&evidence).unwrap_or_default());
+        if !self.seen_evidence.insert(key) {
+            return;
+        }
+        if self.seen_evidence.len() > SEEN_EVIDENCE_MAX {
+            self.seen_evidence.clear();
+            self.seen_evidence.insert(key);
+        }
+        self.stats.evidence += 1;
+        self.metrics.evidence.inc();
+        if evidence.height() >= self.core.height() {
+            let at = self.equivocators.entry(evidence.height()).or_default();
+            at.insert(evidence.offender());
+            while self.equivocators.len() > EQUIVOCATION_HEIGHTS_MAX {
+                self.equivocators.pop_last();
+            }
+        }
+        tracing::warn!(?evidence, detected, "equivocation");
+        if detected {
+            if let Err(e) = self.net.broadcast_consensus(ConsensusMsg::Evidence(evidence)).await {
+                tracing::warn!(error = %e, "gossiping evidence failed");
+            }
+        }
     }
 
     fn persist(&mut self, message: SignedMessage) -> anyhow::Result<()> {
@@ -404,6 +431,9 @@ impl Driver {
         {
             Persisted::New => {
                 self.metrics.signed_messages.inc();
+                if let SignedMessage::Vote(vote) = &message {
+                    self.notify.publish_vote(vote);
+                }
                 Ok(())
             }
             Persisted::Again => Ok(()),

@@ -128,6 +128,8 @@ fn entry_round(entry: &WalEntry) -> Round {
         ) => proposal.proposal.round,
         WalEntry::Received(ConsensusMsg::Vote(v)) => v.vote.round,
         WalEntry::Received(ConsensusMsg::Certificate { certificate, .. }) => certificate.round,
+        // Never logged (evidence is no input of the core), but it has a round.
+        WalEntry::Received(ConsensusMsg::Evidence(e)) => e.round(),
         WalEntry::OwnBlock { round, .. } => *round,
         WalEntry::Timeout(t) => t.round,
     }

@@ -2,6 +2,8 @@
 //! - commit waiters (`broadcast_tx_commit`), bounded in number;
 //! - block events for subscribers, in a bounded broadcast channel (a subscriber that lags is
 //!   dropped by the channel, the publisher never waits);
+//! - consensus events for subscribers (`Vote`, `NewRound`), in a bounded broadcast channel of
+//!   their own, published only while someone listens (no cost otherwise);
 //! - the status board: the consensus state last published, and whether the node is
 //!   block-syncing.
 
@@ -11,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use tally_consensus::{Height, Round, StateSummary, Step};
+use tally_consensus::{Height, Round, SignedVote, StateSummary, Step, ValidatorIndex};
 use tally_ledger::{Block, TxHash};
 use tokio::sync::{broadcast, oneshot};
 
@@ -25,6 +27,15 @@ pub struct BlockEvent {
     pub block: Block,
     /// The hashes of `block.txs`, in order (computed once by the consensus room).
     pub tx_hashes: Vec<TxHash>,
+}
+
+/// A consensus event, as published to subscribers.
+#[derive(Debug)]
+pub enum ConsensusEvent {
+    /// A round started (a new height starts at round 0).
+    NewRound { height: Height, round: Round, proposer: ValidatorIndex },
+    /// A verified vote, this validator's own or a peer's.
+    Vote(SignedVote),
 }
 
 /// A `broadcast_tx_commit` call waiting for its tx.
@@ -59,6 +70,7 @@ pub struct Notify {
     waiters_count: AtomicUsize,
     waiters_max: usize,
     events: broadcast::Sender<Arc<BlockEvent>>,
+    consensus_events: broadcast::Sender<Arc<ConsensusEvent>>,
     consensus: RwLock<Option<StateSummary>>,
     /// The consensus step last published and when it began, for `tally_step_seconds`.
     step_clock: Mutex<Option<(Height, Round, Step, Instant)>>,
@@ -73,6 +85,8 @@ impl Notify {
             waiters_count: AtomicUsize::new(0),
             waiters_max: limits.waiters_max,
             events: broadcast::channel(limits.events_max.max(1)).0,
+            // Votes come by the dozen per height: room for as many heights of them.
+            consensus_events: broadcast::channel(limits.events_max.max(1) * 64).0,
             consensus: RwLock::new(None),
             step_clock: Mutex::new(None),
             catching_up: AtomicBool::new(false),
@@ -140,6 +154,21 @@ impl Notify {
         self.events.subscribe()
     }
 
+    // ----- consensus events -----
+
+    /// Called by the consensus room with each verified vote. Never waits; costs nothing
+    /// while no one subscribes.
+    pub fn publish_vote(&self, vote: &SignedVote) {
+        if self.consensus_events.receiver_count() > 0 {
+            let _ = self.consensus_events.send(Arc::new(ConsensusEvent::Vote(vote.clone())));
+        }
+    }
+
+    /// A receiver of the consensus events published from now on.
+    pub fn subscribe_consensus(&self) -> broadcast::Receiver<Arc<ConsensusEvent>> {
+        self.consensus_events.subscribe()
+    }
+
     // ----- status board -----
 
     /// Called by the consensus room after each step: publishes the consensus state (for
@@ -152,6 +181,15 @@ impl Notify {
             match *clock {
                 Some((h, r, step, _)) if (h, r, step) == key => {}
                 previous => {
+                    let new_round = previous.is_none_or(|(h, r, _, _)| (h, r) != (key.0, key.1));
+                    if new_round && self.consensus_events.receiver_count() > 0 {
+                        let event = ConsensusEvent::NewRound {
+                            height: summary.height,
+                            round: summary.round,
+                            proposer: summary.proposer,
+                        };
+                        let _ = self.consensus_events.send(Arc::new(event));
+                    }
                     if let Some((h, r, step, since)) = previous {
                         let labels = vec![("step", format!("{step:?}").to_ascii_lowercase())];
                         let seconds = now.duration_since(since).as_secs_f64();

@@ -653,6 +653,45 @@ pub fn new_block_events_data(event: &BlockEvent) -> Value {
     })
 }
 
+/// A `tm.event='Vote'` event's `data`: the vote as CometBFT writes one (type 1 prevote, 2
+/// precommit; tally's votes carry no time; the block id is empty for nil).
+pub fn vote_data(vote: &tally_consensus::SignedVote, validators: &ValidatorSet) -> Value {
+    let v = &vote.vote;
+    let address = validators.get(v.validator).map(|x| address_hex(&x.public_key));
+    json!({
+        "type": "tendermint/event/Vote",
+        "value": { "Vote": {
+            "type": match v.vote_type { tally_consensus::VoteType::Prevote => 1, tally_consensus::VoteType::Precommit => 2 },
+            "height": v.height.0.to_string(),
+            "round": v.round.0,
+            "block_id": v.block_hash.map_or_else(BlockId::empty, |h| BlockId::of(&h.0)),
+            "timestamp": ZERO_TIME,
+            "validator_address": address.unwrap_or_default(),
+            "validator_index": v.validator.0,
+            "signature": b64(&vote.signature.0),
+        }},
+    })
+}
+
+/// A `tm.event='NewRound'` event's `data`.
+pub fn new_round_data(
+    height: u64,
+    round: u32,
+    proposer: tally_consensus::ValidatorIndex,
+    validators: &ValidatorSet,
+) -> Value {
+    let address = validators.get(proposer).map(|x| address_hex(&x.public_key));
+    json!({
+        "type": "tendermint/event/NewRound",
+        "value": {
+            "height": height.to_string(),
+            "round": round,
+            "step": "RoundStepNewRound",
+            "proposer": { "address": address.unwrap_or_default(), "index": proposer.0 },
+        },
+    })
+}
+
 /// A `tm.event='Tx'` event's `data` for the block's tx at `index`.
 pub fn tx_data(event: &BlockEvent, index: usize) -> Value {
     let tx = &event.block.txs[index];

@@ -373,6 +373,45 @@ fn search_err(e: SearchError) -> ErrorObjectOwned {
 }
 
 #[derive(Deserialize, Default)]
+struct EvidenceParams {
+    evidence: Option<Value>,
+}
+
+/// tally's equivocation evidence, as the base64 of its borsh encoding or as tally's JSON of
+/// it (`{"DuplicateVote": {"first": ..., "second": ...}}`). CometBFT's evidence types are
+/// refused: their votes sign CometBFT's bytes, which tally's validators never sign.
+fn parse_evidence(v: Value) -> RpcResult<tally_consensus::Evidence> {
+    match v {
+        Value::String(s) => {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s.trim())
+                .map_err(|e| invalid(format!("evidence: not base64: {e}")))?;
+            if bytes.len() > EVIDENCE_BYTES_MAX {
+                return Err(invalid(format!("evidence: more than {EVIDENCE_BYTES_MAX} bytes")));
+            }
+            borsh::from_slice(&bytes)
+                .map_err(|e| invalid(format!("evidence: does not decode: {e}")))
+        }
+        Value::Object(o)
+            if o.get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.starts_with("tendermint/")) =>
+        {
+            Err(invalid(
+                "evidence: CometBFT's evidence types sign CometBFT's vote bytes, which tally's \
+                 validators never sign; give tally's evidence (base64 of its borsh encoding, or \
+                 its JSON)",
+            ))
+        }
+        other => serde_json::from_value(other).map_err(|e| invalid(format!("evidence: {e}"))),
+    }
+}
+
+/// Largest evidence accepted: two signed proposals or votes are a few hundred bytes.
+const EVIDENCE_BYTES_MAX: usize = 4096;
+
+#[derive(Deserialize, Default)]
 struct LimitParams {
     limit: Option<IntParam>,
 }
@@ -665,6 +704,23 @@ pub fn module(ctx: Arc<RpcContext>) -> anyhow::Result<RpcModule<RpcContext>> {
             blocks.push(serde_json::to_value(result).map_err(internal)?);
         }
         RpcResult::Ok(json!({ "blocks": blocks, "total_count": found.total.to_string() }))
+    })?;
+    m.register_async_method("broadcast_evidence", |p, s, _| async move {
+        let q: EvidenceParams = parse(&p)?;
+        let evidence = q.evidence.ok_or_else(|| invalid("missing parameter: evidence"))?;
+        let evidence = parse_evidence(evidence)?;
+        let (chain_id, validators) = (&s.chain.genesis().chain_id, s.chain.validators());
+        evidence
+            .verify(chain_id, validators, s.chain.verifier())
+            .map_err(|e| invalid(format!("evidence: {e}")))?;
+        let bytes = borsh::to_vec(&evidence).map_err(internal)?;
+        s.metrics.evidence.inc();
+        tracing::warn!(?evidence, "equivocation evidence submitted over RPC");
+        s.net
+            .broadcast_consensus(tally_network::ConsensusMsg::Evidence(evidence))
+            .await
+            .map_err(|e| err(codes::UNAVAILABLE, format!("gossiping the evidence: {e}")))?;
+        RpcResult::Ok(json!({ "hash": b64(&Hash::digest(&bytes).0) }))
     })?;
     m.register_blocking_method("account", |p, s, _| {
         let q: AccountParams = parse(&p)?;

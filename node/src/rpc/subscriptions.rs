@@ -5,8 +5,9 @@
 //! key); `unsubscribe {query}` and `unsubscribe_all` end them. Queries are CometBFT's
 //! (`query.rs`), on tally's events: `tm.event` `NewBlock`, `NewBlockHeader`,
 //! `NewBlockEvents` and `Tx` (one per committed transfer, with its `transfer.*`
-//! attributes); `ValidatorSetUpdates` is accepted and never fires (the set is fixed by
-//! genesis). `Vote` and `NewRound` are refused: tally does not publish them.
+//! attributes), `Vote` (each verified vote, own or a peer's) and `NewRound`;
+//! `ValidatorSetUpdates` is accepted and never fires (the set is fixed by genesis).
+//! CometBFT's other step events are refused: tally does not publish them.
 //!
 //! The consensus room publishes one [`BlockEvent`] per committed block through the notify
 //! room's bounded broadcast channel (capacity `rpc.subscription_lag_blocks_max`).
@@ -24,7 +25,7 @@
 use super::json::{new_block_data, new_block_events_data, new_block_header_data, tx_data};
 use super::RpcContext;
 use crate::chain::query::{block_values, tx_values, EventQuery, BLOCK_KEYS, TX_KEYS};
-use crate::notify::BlockEvent;
+use crate::notify::{BlockEvent, ConsensusEvent};
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,20 +37,18 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 pub const METHODS: [&str; 3] = ["subscribe", "unsubscribe", "unsubscribe_all"];
 
 /// The `tm.event` values tally publishes.
-const EVENTS: [&str; 5] =
-    ["NewBlock", "NewBlockHeader", "NewBlockEvents", "Tx", "ValidatorSetUpdates"];
-/// CometBFT's events tally does not publish (refused, rather than never firing silently).
-const UNPUBLISHED: [&str; 9] = [
+const EVENTS: [&str; 7] = [
+    "NewBlock",
+    "NewBlockHeader",
+    "NewBlockEvents",
+    "Tx",
     "Vote",
     "NewRound",
-    "NewRoundStep",
-    "CompleteProposal",
-    "Polka",
-    "Lock",
-    "Unlock",
-    "Relock",
-    "TimeoutPropose",
+    "ValidatorSetUpdates",
 ];
+/// CometBFT's events tally does not publish (refused, rather than never firing silently).
+const UNPUBLISHED: [&str; 7] =
+    ["NewRoundStep", "CompleteProposal", "Polka", "Lock", "Unlock", "Relock", "TimeoutPropose"];
 
 /// Open subscriptions on all connections (for the metrics).
 #[derive(Default)]
@@ -113,6 +112,35 @@ impl Source<'_> {
             Source::Tx { event, index } => tx_data(event, index),
         }
     }
+}
+
+/// The `result` a query yields for one consensus event, if it matches.
+pub fn consensus_notification(
+    query: &EventQuery,
+    event: &ConsensusEvent,
+    validators: &tally_consensus::ValidatorSet,
+) -> Option<Value> {
+    let (kind, data) = match event {
+        ConsensusEvent::Vote(v) => ("Vote", super::json::vote_data(v, validators)),
+        ConsensusEvent::NewRound { height, round, proposer } => {
+            ("NewRound", super::json::new_round_data(height.0, round.0, *proposer, validators))
+        }
+    };
+    let values = |key: &str| -> Vec<Cow<'static, str>> {
+        match key {
+            "tm.event" => vec![Cow::Borrowed(kind)],
+            _ => Vec::new(),
+        }
+    };
+    query
+        .matches(values)
+        .then(|| json!({ "query": query.source(), "data": data, "events": { "tm.event": [kind] } }))
+}
+
+/// Whether `query` may match a consensus event (`Vote`, `NewRound`): only those receive
+/// them.
+fn wants_consensus(query: &EventQuery) -> bool {
+    query.event_kinds().is_some_and(|k| k.iter().any(|k| matches!(*k, "Vote" | "NewRound")))
 }
 
 /// The `result`s a query yields for one committed block, in order: the block's events
@@ -195,6 +223,7 @@ pub fn start(
     answer: Option<String>,
 ) -> Subscription {
     let rx = ctx.notify.subscribe_blocks();
+    let consensus_rx = wants_consensus(&query).then(|| ctx.notify.subscribe_consensus());
     let (cancel, cancelled) = oneshot::channel();
     let source = query.source().to_string();
     ctx.subscriptions.open.fetch_add(1, Ordering::Relaxed);
@@ -205,7 +234,7 @@ pub fn start(
             None => true,
         };
         let ended = if answered {
-            pump(&ctx, &out, rx, cancelled, &id, &query).await
+            pump(&ctx, &out, rx, consensus_rx, cancelled, &id, &query).await
         } else {
             Ended::Disconnected
         };
@@ -230,16 +259,43 @@ async fn pump(
     ctx: &RpcContext,
     out: &mpsc::Sender<String>,
     mut rx: broadcast::Receiver<Arc<BlockEvent>>,
+    mut consensus_rx: Option<broadcast::Receiver<Arc<ConsensusEvent>>>,
     mut cancelled: oneshot::Receiver<()>,
     id: &Value,
     query: &EventQuery,
 ) -> Ended {
     let send_timeout = Duration::from_millis(ctx.config.subscription_send_timeout_ms);
     loop {
+        let consensus_event = async {
+            match consensus_rx.as_mut() {
+                Some(r) => r.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         let event = tokio::select! {
             _ = &mut cancelled => return Ended::Cancelled,
             _ = out.closed() => return Ended::Disconnected,
             event = rx.recv() => event,
+            event = consensus_event => {
+                let results = match event {
+                    Ok(event) => consensus_notification(query, &event, ctx.chain.validators()),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        return Ended::Dropped {
+                            reason: "lagged",
+                            detail: format!("fell {missed} consensus events behind"),
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return Ended::Dropped { reason: "shutdown", detail: "the node is stopping".into() }
+                    }
+                };
+                if let Some(result) = results {
+                    if let Err(ended) = forward(out, id, result, send_timeout).await {
+                        return ended;
+                    }
+                }
+                continue;
+            }
         };
         let event = match event {
             Ok(event) => event,
@@ -257,19 +313,29 @@ async fn pump(
             }
         };
         for result in notifications(query, &event) {
-            match out.send_timeout(response(id, result), send_timeout).await {
-                Ok(()) => {}
-                Err(mpsc::error::SendTimeoutError::Closed(_)) => return Ended::Disconnected,
-                Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
-                    return Ended::Dropped {
-                        reason: "slow_client",
-                        detail: format!(
-                            "the connection's buffer stayed full for {} ms",
-                            send_timeout.as_millis()
-                        ),
-                    }
-                }
+            if let Err(ended) = forward(out, id, result, send_timeout).await {
+                return ended;
             }
         }
+    }
+}
+
+/// Queues one event for the client, waiting at most `send_timeout` for room.
+async fn forward(
+    out: &mpsc::Sender<String>,
+    id: &Value,
+    result: Value,
+    send_timeout: Duration,
+) -> Result<(), Ended> {
+    match out.send_timeout(response(id, result), send_timeout).await {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(Ended::Disconnected),
+        Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err(Ended::Dropped {
+            reason: "slow_client",
+            detail: format!(
+                "the connection's buffer stayed full for {} ms",
+                send_timeout.as_millis()
+            ),
+        }),
     }
 }

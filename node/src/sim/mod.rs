@@ -916,6 +916,7 @@ impl World {
             ConsensusMsg::Certificate { certificate, .. } => {
                 (5, certificate.height.0, certificate.round.0)
             }
+            ConsensusMsg::Evidence(e) => (6, e.height().0, e.round().0),
         };
         self.trace.update(&now.to_le_bytes());
         self.trace.update(&(to as u64).to_le_bytes());

@@ -62,7 +62,7 @@ impl Oracle {
             ConsensusMsg::Vote(v) => SignedMessage::Vote(v.clone()),
             ConsensusMsg::CompactProposal { proposal, .. }
             | ConsensusMsg::Proposal { proposal, .. } => SignedMessage::Proposal(proposal.clone()),
-            ConsensusMsg::Certificate { .. } => return,
+            ConsensusMsg::Certificate { .. } | ConsensusMsg::Evidence(_) => return,
         };
         let (key, value) = key_of(&signed);
         self.sent.insert((node, key), value);
