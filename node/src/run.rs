@@ -184,12 +184,14 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
     tokio::spawn(run_tx_ingress(rooms.admission.clone(), net.clone(), tx_events, ingress_stats));
     let mempool_config = config.mempool.clone();
     tokio::spawn(run_tx_gossip(rooms.chain.clone(), mempool_config, net.clone(), gossip_rx));
+    let indexer_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if config.tx_index.indexer == "kv" {
         let cache = usize::try_from(config.tx_index.cache_mib << 20).unwrap_or(usize::MAX);
         let index = tally_ledger::EventIndex::open(&home.event_index(), cache)
             .with_context(|| format!("opening {}", home.event_index().display()))?;
         let _ = rooms.search.attach(index);
-        tokio::spawn(crate::chain::search::follow(rooms.search.clone()));
+        crate::chain::search::spawn_follower(rooms.search.clone(), indexer_stop.clone())
+            .context("starting the indexer thread")?;
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -232,6 +234,7 @@ pub async fn run(home: Home) -> anyhow::Result<()> {
         },
     };
     let _ = rpc_handle.stop();
+    indexer_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     // A runtime may not be dropped from async code: let its threads wind down on their own.
     rpc_runtime.shutdown_background();
     let _ = tokio::time::timeout(Duration::from_secs(2), net.shutdown()).await;

@@ -335,6 +335,14 @@ fn condition(sc: &mut Scanner<'_>) -> Result<Condition, QueryError> {
         _ => {}
     }
     let operand = match (key, operand) {
+        // A hash as base64 (how CometBFT's clients send bytes) is compared as hex.
+        ("tx.hash", Operand::Str(s)) if s.len() == 44 && s.ends_with('=') => {
+            use base64::Engine as _;
+            match base64::engine::general_purpose::STANDARD.decode(&s) {
+                Ok(bytes) if bytes.len() == 32 => Operand::Str(hex::encode_upper(bytes)),
+                _ => Operand::Str(s),
+            }
+        }
         ("tx.hash", Operand::Str(s)) => {
             Operand::Str(s.strip_prefix("0x").unwrap_or(&s).to_ascii_uppercase())
         }
@@ -552,7 +560,11 @@ mod tests {
         let c = q(&format!("tx.hash='0x{hex}'")).conditions()[0].clone();
         assert_eq!(c.operand, Operand::Str(hex.to_uppercase()));
         let c = q(&format!("transfer.sender='{}'", hex.to_uppercase())).conditions()[0].clone();
-        assert_eq!(c.operand, Operand::Str(hex));
+        assert_eq!(c.operand, Operand::Str(hex.clone()));
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode([0xab; 32]);
+        let c = q(&format!("tx.hash='{b64}'")).conditions()[0].clone();
+        assert_eq!(c.operand, Operand::Str(hex.to_uppercase()));
     }
 
     #[test]

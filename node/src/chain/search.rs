@@ -28,7 +28,7 @@ use tally_ledger::{Block, EventIndex, Tx, TxHash};
 /// How often the follower looks for newly committed blocks.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
 /// Most blocks the follower indexes in one write.
-const FOLLOW_BATCH_BLOCKS: u64 = 32;
+const FOLLOW_BATCH_BLOCKS: u64 = 4;
 
 /// Which part of the matches to return.
 #[derive(Debug, Clone, Copy)]
@@ -131,21 +131,21 @@ impl Search {
         }
         let to = tip.min(from + FOLLOW_BATCH_BLOCKS - 1);
         let mut blocks = Vec::new();
-        {
-            let ledger = self.chain.ledger.read();
-            for h in from..=to {
-                match ledger.store().block(Height(h)) {
-                    Ok(Some(b)) => blocks.push(b),
-                    // A node restored from a snapshot holds no block at or below its base:
-                    // there is nothing to index there.
-                    Ok(None) => break,
-                    Err(e) => return Err(SearchError::Read(e.to_string())),
-                }
+        for h in from..=to {
+            // The ledger's lock is taken per block, never across the batch: commits wait
+            // for one block read at most.
+            let block = self.chain.ledger.read().store().block(Height(h));
+            match block {
+                Ok(Some(b)) => blocks.push(b),
+                // A node restored from a snapshot holds no block at or below its base:
+                // there is nothing to index there.
+                Ok(None) => break,
+                Err(e) => return Err(SearchError::Read(e.to_string())),
             }
         }
         if blocks.is_empty() {
-            // Below the snapshot base: skip to it by indexing nothing up to it is not
-            // possible in order, so searches start at the base (see `status.earliest`).
+            // A node restored from a snapshot holds no block at or below its base: its
+            // index starts after the base.
             let base = self.chain.ledger.read().store().base().ok().flatten();
             if let Some(base) = base.filter(|b| b.0 >= from) {
                 index.skip_to(base.0)?;
@@ -329,20 +329,34 @@ fn parse_tx_hash(hex: &str) -> Option<TxHash> {
     tally_crypto::Hash::from_hex(&hex.to_ascii_lowercase()).ok().map(TxHash)
 }
 
-/// Runs the follower until the node stops: indexes each block once the ledger holds it.
-pub async fn follow(search: Arc<Search>) {
-    if !search.is_on() {
-        return;
-    }
-    loop {
-        let s = search.clone();
-        let outcome = tokio::task::spawn_blocking(move || s.follow_once()).await;
-        match outcome {
-            Ok(Ok(true)) => continue,
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "the event index could not follow the ledger"),
-            Err(_) => return,
+/// Starts the follower on a thread of its own at the lowest priority (on Linux, nice 19):
+/// it indexes each block once the ledger holds it, until `stop` is set. When the cores are
+/// saturated, consensus and signature checks go first and the index falls behind; it
+/// catches up when the load drops.
+pub fn spawn_follower(
+    search: Arc<Search>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("tally-indexer".into()).spawn(move || {
+        lower_priority();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            match search.follow_once() {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "the event index could not follow the ledger")
+                }
+            }
+            std::thread::sleep(FOLLOW_INTERVAL);
         }
-        tokio::time::sleep(FOLLOW_INTERVAL).await;
+    })
+}
+
+/// Lowers this thread's scheduling priority (where the OS lets it; otherwise it stays).
+fn lower_priority() {
+    if let Err(e) =
+        thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+    {
+        tracing::debug!(error = ?e, "could not lower the indexer thread's priority");
     }
 }

@@ -201,7 +201,7 @@ pub struct StorageConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TxIndexConfig {
-    /// "kv" keeps the index (data/tx_events.redb), "null" keeps none (and `tx_search`
+    /// "kv" keeps the index (data/tx_events/), "null" keeps none (and `tx_search`
     /// answers that indexing is off).
     pub indexer: String,
     /// Most candidates (index keys or txs) one search may examine before it fails asking
@@ -513,7 +513,7 @@ impl Home {
     }
     /// The event index (`tx_index.indexer = "kv"`).
     pub fn event_index(&self) -> PathBuf {
-        self.data().join("tx_events.redb")
+        self.data().join("tx_events")
     }
 
     pub fn data(&self) -> PathBuf {
