@@ -89,6 +89,7 @@ fn env() -> &'static Env {
             std::mem::forget(events);
             let info = NodeInfo {
                 peer_id: network.local_peer_id().to_string(),
+                node_key: keypair(4).public(),
                 listen_addr: String::new(),
                 moniker: "fuzz".into(),
                 validator_key: Some(keypair(0).public()),
