@@ -67,6 +67,8 @@ enum Kind {
     Hex64,
     /// A 20-byte address or node id, hex of either case.
     Hex40,
+    /// A vote as CometBFT prints one (`Vote{...}`), or `nil-Vote`.
+    Vote,
     Base64,
     Rfc3339,
     Step,
@@ -96,6 +98,8 @@ const RULES: &[(&[&str], Kind)] = &[
     (&["locked_block_hash"], Kind::OptHex64),
     (&["valid_block_hash"], Kind::OptHex64),
     (&["prevotes_bit_array"], Kind::U64),
+    (&["prevotes", "[]"], Kind::Vote),
+    (&["precommits", "[]"], Kind::Vote),
     (&["precommits_bit_array"], Kind::U64),
     (&["timestamp"], Kind::Rfc3339),
     (&["earliest_block_hash"], Kind::Hex64),
@@ -170,6 +174,7 @@ fn placeholder(kind: Kind, v: &Value) -> Option<&'static str> {
             "<hex40>"
         }
         (Kind::U64, Value::String(s)) if s.contains(" = ") => "<power/total = share>",
+        (Kind::Vote, Value::String(s)) if s.starts_with("Vote{") || s == "nil-Vote" => "<vote>",
         (Kind::OptHex64, Value::String(s)) if s.is_empty() => "<hex64-or-null>",
         (Kind::OptHex64, Value::String(s)) if is_hex64(s) => "<hex64-or-null>",
         (Kind::OptHex64, Value::Null) => "<hex64-or-null>",

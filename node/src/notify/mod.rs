@@ -38,6 +38,24 @@ pub enum ConsensusEvent {
     Vote(SignedVote),
 }
 
+/// Rounds of votes the status board keeps: the current one, the next, and the latest before.
+const BOARD_ROUNDS_MAX: usize = 8;
+
+/// The votes of one height, by round, type (0 prevote, 1 precommit) and validator: the
+/// first verified vote of each.
+#[derive(Default)]
+struct BoardVotes {
+    height: Height,
+    round: Round,
+    by_round: std::collections::BTreeMap<
+        Round,
+        [std::collections::BTreeMap<ValidatorIndex, SignedVote>; 2],
+    >,
+}
+
+/// The votes of the height in progress, by round: (round, prevotes, precommits).
+pub type RoundVotes = Vec<(Round, Vec<SignedVote>, Vec<SignedVote>)>;
+
 /// A `broadcast_tx_commit` call waiting for its tx.
 pub struct CommitWaiter {
     rx: oneshot::Receiver<TxLocation>,
@@ -72,6 +90,8 @@ pub struct Notify {
     events: broadcast::Sender<Arc<BlockEvent>>,
     consensus_events: broadcast::Sender<Arc<ConsensusEvent>>,
     consensus: RwLock<Option<StateSummary>>,
+    /// The verified votes of the height in progress, for `consensus_state`.
+    votes: Mutex<BoardVotes>,
     /// The consensus step last published and when it began, for `tally_step_seconds`.
     step_clock: Mutex<Option<(Height, Round, Step, Instant)>>,
     catching_up: AtomicBool,
@@ -88,6 +108,7 @@ impl Notify {
             // Votes come by the dozen per height: room for as many heights of them.
             consensus_events: broadcast::channel(limits.events_max.max(1) * 64).0,
             consensus: RwLock::new(None),
+            votes: Mutex::new(BoardVotes::default()),
             step_clock: Mutex::new(None),
             catching_up: AtomicBool::new(false),
             metrics,
@@ -159,6 +180,18 @@ impl Notify {
     /// Called by the consensus room with each verified vote. Never waits; costs nothing
     /// while no one subscribes.
     pub fn publish_vote(&self, vote: &SignedVote) {
+        {
+            let v = &vote.vote;
+            let mut board = self.votes.lock();
+            if v.height == board.height && v.round.0 <= board.round.0.saturating_add(1) {
+                let kind = usize::from(v.vote_type == tally_consensus::VoteType::Precommit);
+                let round = board.by_round.entry(v.round).or_default();
+                round[kind].entry(v.validator).or_insert_with(|| vote.clone());
+                while board.by_round.len() > BOARD_ROUNDS_MAX {
+                    board.by_round.pop_first();
+                }
+            }
+        }
         if self.consensus_events.receiver_count() > 0 {
             let _ = self.consensus_events.send(Arc::new(ConsensusEvent::Vote(vote.clone())));
         }
@@ -202,7 +235,28 @@ impl Notify {
                 }
             }
         }
+        {
+            let mut board = self.votes.lock();
+            if board.height != summary.height {
+                *board = BoardVotes { height: summary.height, ..BoardVotes::default() };
+            }
+            board.round = summary.round;
+        }
         *self.consensus.write() = Some(summary);
+    }
+
+    /// The verified votes of the height in progress, by round (at most the last eight
+    /// rounds, none above the next one), and that height.
+    pub fn votes(&self) -> (Height, RoundVotes) {
+        let board = self.votes.lock();
+        let rounds = board
+            .by_round
+            .iter()
+            .map(|(r, [pre, com])| {
+                (*r, pre.values().cloned().collect(), com.values().cloned().collect())
+            })
+            .collect();
+        (board.height, rounds)
     }
 
     /// The consensus state last published.

@@ -520,10 +520,14 @@ pub fn net_info(listen_addr: &str, chain_id: &str, peers: &[tally_network::PeerI
     })
 }
 
-/// CometBFT's `round_state`, from tally's consensus summary (kept whole in `tally`).
-/// tally's status board holds the power of each step's votes, not the votes: the vote
-/// lists are empty and the bit arrays give the power counted ("power/total = fraction").
-pub fn round_state(summary: Option<StateSummary>, validators: &ValidatorSet) -> Value {
+/// CometBFT's `round_state`, from tally's consensus summary (kept whole in `tally`) and
+/// the votes of the height on the status board. tally's votes carry no time: the vote
+/// strings show Go's zero time, and `start_time` is zero too.
+pub fn round_state(
+    summary: Option<StateSummary>,
+    votes: (tally_consensus::Height, crate::notify::RoundVotes),
+    validators: &ValidatorSet,
+) -> Value {
     let Some(s) = summary else {
         return json!({
             "height/round/step": "0/0/0",
@@ -544,26 +548,87 @@ pub fn round_state(summary: Option<StateSummary>, validators: &ValidatorSet) -> 
         tally_consensus::Step::Precommit => 6,
         tally_consensus::Step::Commit => 8,
     };
-    let total = s.total_power.0.max(1);
-    let share = |p: u64| format!("{p}/{total} = {:.2}", p as f64 / total as f64);
     let hash = |h: Option<tally_consensus::BlockHash>| h.map(|h| upper(&h.0)).unwrap_or_default();
     let proposer = validators.get(s.proposer).map(|v| address_hex(&v.public_key));
+    let (votes_height, rounds) = votes;
+    let rounds: Vec<_> = if votes_height == s.height { rounds } else { Vec::new() };
+    // CometBFT lists every round from 0 to the next one.
+    let height_vote_set: Vec<Value> = (0..=s.round.0.saturating_add(1))
+        .map(|r| {
+            let round = rounds.iter().find(|(x, _, _)| x.0 == r);
+            let empty = Vec::new();
+            let (pre, com) = round.map_or((&empty, &empty), |(_, p, c)| (p, c));
+            json!({
+                "round": r,
+                "prevotes": vote_strings(pre, validators),
+                "prevotes_bit_array": bit_array(pre, validators),
+                "precommits": vote_strings(com, validators),
+                "precommits_bit_array": bit_array(com, validators),
+            })
+        })
+        .collect();
     json!({
         "height/round/step": format!("{}/{}/{}", s.height.0, s.round.0, step),
         "start_time": ZERO_TIME,
         "proposal_block_hash": hash(s.valid_value),
         "locked_block_hash": hash(s.locked_value),
         "valid_block_hash": hash(s.valid_value),
-        "height_vote_set": [{
-            "round": s.round.0,
-            "prevotes": [],
-            "prevotes_bit_array": share(s.prevote_power.0),
-            "precommits": [],
-            "precommits_bit_array": share(s.precommit_power.0),
-        }],
+        "height_vote_set": height_vote_set,
         "proposer": { "address": proposer.unwrap_or_default(), "index": s.proposer.0 },
         "tally": s,
     })
+}
+
+/// One entry per validator, in set order: its vote as CometBFT prints one
+/// (`Vote{IDX:ADDR H/RR/T(Type) BLOCK SIG @ TIME}`, fingerprints of 6 bytes), or
+/// `nil-Vote` when none was received.
+fn vote_strings(votes: &[tally_consensus::SignedVote], validators: &ValidatorSet) -> Vec<String> {
+    let fingerprint = |b: &[u8]| {
+        let mut f = [0u8; 6];
+        let n = b.len().min(6);
+        f[..n].copy_from_slice(&b[..n]);
+        hex::encode_upper(f)
+    };
+    validators
+        .indexed()
+        .map(|(i, v)| match votes.iter().find(|x| x.vote.validator == i) {
+            Some(x) => {
+                let (t, name) = match x.vote.vote_type {
+                    tally_consensus::VoteType::Prevote => (1, "Prevote"),
+                    tally_consensus::VoteType::Precommit => (2, "Precommit"),
+                };
+                let block = x.vote.block_hash.map(|h| h.0 .0.to_vec()).unwrap_or_default();
+                format!(
+                    "Vote{{{}:{} {}/{:02}/{}({}) {} {} @ {}}}",
+                    i.0,
+                    fingerprint(&address(&v.public_key)),
+                    x.vote.height.0,
+                    x.vote.round.0,
+                    t,
+                    name,
+                    fingerprint(&block),
+                    fingerprint(&x.signature.0),
+                    ZERO_TIME
+                )
+            }
+            None => "nil-Vote".to_string(),
+        })
+        .collect()
+}
+
+/// CometBFT's bit array of who voted, with the power counted: `BA{4:xx_x} 30/40 = 0.75`.
+fn bit_array(votes: &[tally_consensus::SignedVote], validators: &ValidatorSet) -> String {
+    let bits: String = validators
+        .indexed()
+        .map(|(i, _)| if votes.iter().any(|x| x.vote.validator == i) { 'x' } else { '_' })
+        .collect();
+    let power: u64 = votes.iter().map(|x| validators.power_of(x.vote.validator).0).sum();
+    let total = validators.total_power().0.max(1);
+    format!(
+        "BA{{{}:{bits}}} {power}/{total} = {:.2}",
+        validators.len(),
+        power as f64 / total as f64
+    )
 }
 
 /// `account` (and `abci_query /account`): the committed account, the nonce its next tx
@@ -748,6 +813,40 @@ mod tests {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(rfc3339_ms(1_795_599_134_123), "2026-11-25T09:32:14.123000000Z");
         assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn votes_print_as_cometbft_prints_them_in_six_tokens() {
+        let keys: Vec<_> =
+            (0..2).map(|i| tally_crypto::Keypair::derive_insecure(&format!("v{i}"))).collect();
+        let set = ValidatorSet::new(
+            keys.iter()
+                .map(|k| tally_consensus::Validator {
+                    public_key: k.public(),
+                    voting_power: tally_consensus::VotingPower(10),
+                })
+                .collect(),
+        )
+        .unwrap();
+        let chain = tally_crypto::ChainId::new("t").unwrap();
+        let vote = tally_consensus::Vote {
+            height: tally_consensus::Height(7),
+            round: tally_consensus::Round(1),
+            vote_type: tally_consensus::VoteType::Precommit,
+            block_hash: None,
+            validator: tally_consensus::ValidatorIndex(1),
+        }
+        .sign(&chain, &keys[1]);
+        let strings = vote_strings(&[vote], &set);
+        assert_eq!(strings[0], "nil-Vote");
+        let tokens: Vec<&str> = strings[1].split(' ').collect();
+        assert_eq!(tokens.len(), 6, "{}", strings[1]);
+        assert!(tokens[0].starts_with("Vote{1:") && tokens[0].len() == "Vote{1:".len() + 12);
+        assert_eq!(tokens[1], "7/01/2(Precommit)");
+        assert_eq!(tokens[2], "000000000000", "nil's block fingerprint");
+        assert_eq!(tokens[5], "0001-01-01T00:00:00Z}");
+        let bits = bit_array(&[], &set);
+        assert_eq!(bits, "BA{2:__} 0/20 = 0.00");
     }
 
     #[test]

@@ -521,11 +521,13 @@ pub fn module(ctx: Arc<RpcContext>) -> anyhow::Result<RpcModule<RpcContext>> {
         ))
     })?;
     m.register_method("consensus_state", |_, s, _| {
-        let round_state = json::round_state(s.notify.consensus(), s.chain.validators());
+        let round_state =
+            json::round_state(s.notify.consensus(), s.notify.votes(), s.chain.validators());
         RpcResult::Ok(json!({ "round_state": round_state }))
     })?;
     m.register_async_method("dump_consensus_state", |_, s, _| async move {
-        let round_state = json::round_state(s.notify.consensus(), s.chain.validators());
+        let round_state =
+            json::round_state(s.notify.consensus(), s.notify.votes(), s.chain.validators());
         let peers = s.net.peers().await.unwrap_or_default();
         let peers: Vec<Value> = peers
             .iter()
