@@ -144,6 +144,41 @@ fn a_cometbft_client_decodes_every_method_it_offers_slow() {
         let query = query.await.expect("abci_query");
         assert!(query.code.is_ok(), "{}", query.log);
         assert!(!query.value.is_empty() && query.proof.is_some());
+        // At height 1, before any transfer: account 0 as genesis funded it, nonce 0; now its
+        // nonce is 3 (the refused tx with nonce 9 is not counted).
+        let account = |value: &[u8]| -> tally_ledger::Account {
+            borsh::from_slice(value).expect("a borsh Account")
+        };
+        let sender = net.account_key(0).public().0.to_vec();
+        // The index may be a moment behind the tip; the query says so and is retried.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let then = loop {
+            let q =
+                http.abci_query(Some("/account".into()), sender.clone(), Some(height(1)), false);
+            match q.await {
+                Ok(then) => break then,
+                Err(e)
+                    if e.to_string().contains("behind") && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => panic!("abci_query at height 1: {e}"),
+            }
+        };
+        assert!(then.code.is_ok(), "{}", then.log);
+        let genesis = tokio::task::block_in_place(|| net.rpc(0, "genesis", serde_json::json!({})));
+        let funded = genesis.expect("genesis")["genesis"]["app_state"]["accounts"]
+            .as_array()
+            .expect("accounts")
+            .iter()
+            .find(|a| a["public_key"] == net.account_key(0).public().to_hex())
+            .and_then(|a| a["balance"].as_u64())
+            .expect("account 0 is funded at genesis");
+        assert_eq!(account(&then.value), tally_ledger::Account { balance: funded, nonce: 0 });
+        let now = http.abci_query(Some("/account".into()), sender, None, false);
+        let now = account(&now.await.expect("abci_query now").value);
+        assert_eq!(now.nonce, 3);
+        assert_eq!(now.balance, funded - 15);
 
         // Evidence: tally's own (two conflicting prevotes of node0's validator), checked and
         // gossiped: every other node counts it. CometBFT's evidence is refused, as an error

@@ -23,7 +23,7 @@ use std::time::Duration;
 use tally_consensus::Height;
 use tally_crypto::PublicKey;
 use tally_ledger::event_index::Role;
-use tally_ledger::{Block, EventIndex, Tx, TxHash};
+use tally_ledger::{Account, Block, EventIndex, Tx, TxHash};
 
 /// How often the follower looks for newly committed blocks.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
@@ -53,6 +53,10 @@ pub enum SearchError {
          it with transfer.sender, transfer.recipient, tx.hash or a tx.height range"
     )]
     TooBroad(u64),
+    #[error("the event index is at height {indexed}, behind the tip {tip}; retry in a moment")]
+    Behind { indexed: u64, tip: u64 },
+    #[error("height {0} is above the latest height")]
+    AboveTip(u64),
     #[error(transparent)]
     Index(#[from] tally_ledger::EventIndexError),
     #[error("reading the ledger: {0}")]
@@ -272,6 +276,63 @@ impl Search {
             items.push(FoundTx { height: Height(h), index: i, tx, proof });
         }
         Ok(Found { items, total })
+    }
+
+    /// The account `key` as it was after block `height`, from its state `now` after block
+    /// `now_height`: the transfers it sent and received after `height` (found in the event
+    /// index, read from their blocks) are undone. No proof: the state tree of a past height
+    /// is not kept.
+    pub fn account_at(
+        &self,
+        key: &PublicKey,
+        height: u64,
+        now: Account,
+        now_height: u64,
+    ) -> Result<Account, SearchError> {
+        if height > now_height {
+            return Err(SearchError::AboveTip(height));
+        }
+        let index = self.index.get().ok_or(SearchError::Off)?;
+        let indexed = index.indexed_height()?;
+        if indexed < now_height {
+            return Err(SearchError::Behind { indexed, tip: now_height });
+        }
+        let (mut balance, mut nonce) = (i128::from(now.balance), now.nonce);
+        let mut examined = 0u64;
+        let mut failure = None;
+        for role in [Role::Sender, Role::Recipient] {
+            index.scan(role, key, height + 1, now_height, true, |h, i| {
+                examined += 1;
+                if examined > self.scan_max {
+                    failure = Some(SearchError::TooBroad(self.scan_max));
+                    return ControlFlow::Break(());
+                }
+                match read_tx(&self.chain, h, i) {
+                    Ok(Some(tx)) => {
+                        let amount = i128::from(tx.transfer.amount);
+                        if role == Role::Sender {
+                            balance += amount;
+                            nonce = nonce.saturating_sub(1);
+                        } else {
+                            balance -= amount;
+                        }
+                        ControlFlow::Continue(())
+                    }
+                    Ok(None) => ControlFlow::Continue(()),
+                    Err(e) => {
+                        failure = Some(e);
+                        ControlFlow::Break(())
+                    }
+                }
+            })?;
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let balance = u64::try_from(balance).map_err(|_| {
+            SearchError::Read(format!("account {key} undone to a balance of {balance}"))
+        })?;
+        Ok(Account { balance, nonce })
     }
 
     /// `block_search`: the heights of the committed blocks matching `query` (on

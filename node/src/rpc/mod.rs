@@ -368,6 +368,8 @@ impl SearchParams {
 fn search_err(e: SearchError) -> ErrorObjectOwned {
     match e {
         SearchError::Off | SearchError::TooBroad(_) => invalid(e.to_string()),
+        SearchError::AboveTip(_) => err(codes::NOT_FOUND, e.to_string()),
+        SearchError::Behind { .. } => err(codes::UNAVAILABLE, e.to_string()),
         e => internal(e),
     }
 }
@@ -840,8 +842,9 @@ pub fn module(ctx: Arc<RpcContext>) -> anyhow::Result<RpcModule<RpcContext>> {
 
 /// `abci_query`: path `/account` with `data` the account's public key (hex), answering
 /// the borsh `Account` (balance, nonce) as `value` and, with `prove`, its proof of presence
-/// or absence under the state root as `proof_ops`. tally keeps the state of the latest
-/// height only: `height` 0 or the latest height.
+/// or absence under the state root as `proof_ops`. At a past `height` the account is
+/// rebuilt from the event index (its later transfers undone), without a proof: tally keeps
+/// the state tree of the latest height only.
 fn abci_query(s: &RpcContext, q: &AbciQueryParams) -> RpcResult<Value> {
     let path = q.path.as_deref().unwrap_or("");
     if path != "/account" {
@@ -856,10 +859,23 @@ fn abci_query(s: &RpcContext, q: &AbciQueryParams) -> RpcResult<Value> {
         .map_err(|e| invalid(format!("data: an account's public key as hex: {e}")))?;
     let view = s.chain.account(&key, q.prove.0);
     if let Some(h) = q.height.map(IntParam::get).filter(|h| *h != 0 && *h != view.height) {
-        return Err(invalid(format!(
-            "height {h}: this node answers account queries at the latest height ({}) only",
-            view.height
-        )));
+        // A past height: the account rebuilt from the event index, without a proof.
+        if q.prove.0 {
+            return Err(invalid(format!(
+                "height {h}: proofs are given at the latest height ({}) only; the state \
+                 tree of a past height is not kept",
+                view.height
+            )));
+        }
+        let account =
+            s.search.account_at(&key, h, view.account, view.height).map_err(search_err)?;
+        let value = borsh::to_vec(&account).map_err(internal)?;
+        return RpcResult::Ok(json!({ "response": {
+            "code": 0, "log": "", "info": "", "index": "0", "key": b64(&key.0),
+            "value": b64(&value), "proofOps": null, "height": h.to_string(), "codespace": "",
+            "account": { "address": key.to_hex(), "balance": account.balance.to_string(),
+                "nonce": account.nonce.to_string(), "height": h.to_string() },
+        }}));
     }
     let value = borsh::to_vec(&view.account).map_err(internal)?;
     let proof_ops = match &view.proof {
