@@ -73,8 +73,15 @@ impl EventIndex {
             .flush_workers(1)
             .compaction_workers(1)
             .open()?;
-        let options =
-            PartitionCreateOptions::default().max_memtable_size(WRITE_BUFFER_BYTES as u32);
+        // Keys are public keys: they do not compress. Size-tiered compaction rewrites each
+        // key fewer times than leveled (the index is written far more than it is read; a
+        // scan visits a few more sorted files).
+        let options = PartitionCreateOptions::default()
+            .compression(fjall::CompressionType::None)
+            .compaction_strategy(fjall::compaction::Strategy::SizeTiered(
+                fjall::compaction::SizeTiered::default(),
+            ))
+            .max_memtable_size(WRITE_BUFFER_BYTES as u32);
         let by_sender = keyspace.open_partition("by_sender", options.clone())?;
         let by_recipient = keyspace.open_partition("by_recipient", options.clone())?;
         let meta = keyspace.open_partition("meta", options)?;
