@@ -216,33 +216,29 @@ impl Admission {
             self.metrics.refused_full("rpc", 1);
             return Err(self.chain.mempool_full().into());
         }
+        self.verify_signature(&tx).await?;
+        self.admit(tx, bytes.len() as u64)
+    }
+
+    /// Checks one tx's signature on the signature stage.
+    async fn verify_signature(&self, tx: &Tx) -> Result<(), SubmitError> {
         let item = OwnedItem {
             key: tx.transfer.from,
             message: tx.signing_bytes(self.chain.chain_id()),
             signature: tx.signature,
         };
         match self.sigverify.submit(vec![item]).await.wait().await.pop() {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(SubmitError::ShuttingDown),
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(e.into()),
+            None => Err(SubmitError::ShuttingDown),
         }
-        self.admit(tx, bytes.len() as u64)
     }
 
     /// Runs every check `submit_tx` runs (decoding, the stateless rules, the signature, the
     /// mempool's nonce, balance and room), admitting nothing (CometBFT's `check_tx`).
     pub async fn check_tx(&self, bytes: Vec<u8>) -> Result<TxHash, SubmitError> {
         let tx = self.decode_checked(&bytes)?;
-        let item = OwnedItem {
-            key: tx.transfer.from,
-            message: tx.signing_bytes(self.chain.chain_id()),
-            signature: tx.signature,
-        };
-        match self.sigverify.submit(vec![item]).await.wait().await.pop() {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(SubmitError::ShuttingDown),
-        }
+        self.verify_signature(&tx).await?;
         let hash = tx.hash();
         self.chain.check(&tx, &hash, bytes.len() as u64)?;
         Ok(hash)

@@ -33,6 +33,9 @@ pub struct Metrics {
     pub byzantine_validators_power: Gauge,
     pub state_syncing: Gauge,
     pub peer_receive_bytes: Family<Labels, Counter>,
+    /// The peers `peer_receive_bytes` has a series for: those of peers no longer connected
+    /// are removed at the next scrape, so the label set follows the connected peers.
+    peer_series: parking_lot::Mutex<std::collections::HashSet<String>>,
     pub height: Gauge,
     pub round: Gauge,
     pub mempool_txs: Gauge,
@@ -186,6 +189,7 @@ impl Metrics {
             byzantine_validators_power: Gauge::default(),
             state_syncing: Gauge::default(),
             peer_receive_bytes: Family::default(),
+            peer_series: Default::default(),
             registry: Registry::default(),
         };
         registry.register("height", "Latest committed height", m.height.clone());
@@ -428,12 +432,24 @@ impl Metrics {
         self.gossip_tx_batches_dropped.set(state.gossip_tx_batches_dropped as i64);
         self.catching_up.set(i64::from(state.catching_up));
         self.subscriptions.set(state.subscriptions as i64);
-        for (peer, bytes) in &state.peer_bytes {
-            // The network counts from a peer's connection on: a reconnected peer starts
-            // over, and its counter only takes what is new.
-            let counter = self.peer_receive_bytes.get_or_create(&vec![("peer_id", peer.clone())]);
-            if *bytes > counter.get() {
-                counter.inc_by(bytes - counter.get());
+        {
+            // The network counts from a peer's connection on; a peer that disconnected loses
+            // its series, so a reconnected one starts a new one from zero.
+            let mut series = self.peer_series.lock();
+            series.retain(|peer| {
+                let connected = state.peer_bytes.iter().any(|(p, _)| p == peer);
+                if !connected {
+                    self.peer_receive_bytes.remove(&vec![("peer_id", peer.clone())]);
+                }
+                connected
+            });
+            for (peer, bytes) in &state.peer_bytes {
+                series.insert(peer.clone());
+                let labels = vec![("peer_id", peer.clone())];
+                let counter = self.peer_receive_bytes.get_or_create(&labels);
+                if *bytes > counter.get() {
+                    counter.inc_by(bytes - counter.get());
+                }
             }
         }
         let mut out = String::new();

@@ -678,16 +678,12 @@ pub fn tx_proof(
 
 /// A `tm.event='NewBlock'` event's `data`.
 pub fn new_block_data(event: &BlockEvent) -> Value {
+    let block = BlockResult::new(&event.block, None);
     json!({
         "type": "tendermint/event/NewBlock",
         "value": {
-            "block": BlockJson {
-                header: HeaderJson::new(&event.block.header),
-                data: BlockData { txs: event.block.txs.iter().map(|t| b64(&t.encode())).collect() },
-                evidence: EvidenceList { evidence: Vec::new() },
-                last_commit: None,
-            },
-            "block_id": BlockId::of(&event.block.hash().0),
+            "block": block.block,
+            "block_id": block.block_id,
             "result_finalize_block": {
                 "events": [],
                 "tx_results": event.block.txs.iter().map(exec_tx_result).collect::<Vec<_>>(),

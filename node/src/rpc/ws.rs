@@ -211,7 +211,10 @@ async fn call_one(
             match tables.methods.raw_json_request(&text, 1).await {
                 Ok((answer, _)) => {
                     let answer = answer.get().to_string();
-                    let failed = answer.contains("\"error\":");
+                    // jsonrpsee writes `jsonrpc`, `id`, then `result` or `error`: whichever
+                    // key comes first is the answer's kind.
+                    let at = |key: &str| answer.find(key).unwrap_or(usize::MAX);
+                    let failed = at("\"error\":") < at("\"result\":");
                     if answer.len() > ctx.config.response_bytes_max as usize {
                         let message = format!(
                             "the response is larger than rpc.response_bytes_max ({} bytes)",
